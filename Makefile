@@ -1,0 +1,18 @@
+# `make demo`: set up .venv (first time ~30 min, mostly building mmcv) and run the demo.
+# `make test`: set up if needed and run the test suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export MMKD_VENV := $(abspath $(VENV))
+
+.PHONY: setup demo test test-all
+setup:
+	@bash tools/setup_env.sh
+
+demo: setup
+	$(PY) tools/demo.py
+
+test: setup
+	$(PY) -m pytest tests -q
+
+test-all: setup
+	$(PY) -m pytest tests -q -m "slow or not slow"
