@@ -1,0 +1,7 @@
+"""mmkd_ext: multi-teacher knowledge distillation for OpenMMLab 2.x."""
+from . import adapters, distillers, losses, task_views, weighting  # noqa: F401 (registration)
+from . import utils  # noqa: F401 (installs the weights-only checkpoint loader)
+from .registry import HOOKS, MODELS, TASK_VIEWS
+from .version import __version__
+
+__all__ = ['MODELS', 'HOOKS', 'TASK_VIEWS', '__version__']
