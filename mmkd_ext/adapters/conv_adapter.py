@@ -1,0 +1,70 @@
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+
+from mmkd_ext.registry import MODELS
+
+
+@MODELS.register_module()
+class ConvAdapter(nn.Module):
+    """Aligns a student feature map to one teacher's: channels and spatial size.
+
+    Channels: ``kind='conv1x1'`` is one 1x1 conv-BN-ReLU; ``kind='convs'`` is three
+    conv-BN-ReLU blocks of kernel 1x1, 3x3 and 1x1.
+
+    Spatial size: ``spatial='pool'`` average-pools whichever map is larger down to
+    the smaller one (the teacher map too, if it is the larger); ``spatial='bilinear'``
+    upsamples whichever is smaller. Both maps are returned.
+
+    Args:
+        in_channels (int): student channels (filled in by the distiller).
+        out_channels (int): teacher channels (filled in by the distiller).
+        kind (str): ``'conv1x1'`` or ``'convs'``.
+        spatial (str): ``'pool'`` or ``'bilinear'``.
+        norm_cfg (dict): normalisation layer config. Defaults to BN.
+
+    Shapes:
+        student: ``[B, C_s, H_s, W_s]``; teacher: ``[B, C_t, H_t, W_t]``.
+        Returns ``(student', teacher')``, both ``[B, C_t, H, W]``.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kind: str = 'conv1x1',
+                 spatial: str = 'pool',
+                 norm_cfg: dict = dict(type='BN')):
+        super().__init__()
+        if kind not in ('conv1x1', 'convs'):
+            raise ValueError(f"ConvAdapter kind must be 'conv1x1' or 'convs', got {kind!r}")
+        if spatial not in ('pool', 'bilinear'):
+            raise ValueError(
+                f"ConvAdapter spatial must be 'pool' or 'bilinear', got {spatial!r}")
+        self.spatial = spatial
+        if kind == 'conv1x1':
+            self.layers = ConvModule(in_channels, out_channels, 1, norm_cfg=norm_cfg)
+        else:
+            self.layers = nn.Sequential(
+                ConvModule(in_channels, out_channels, 1, norm_cfg=norm_cfg),
+                ConvModule(out_channels, out_channels, 3, padding=1, norm_cfg=norm_cfg),
+                ConvModule(out_channels, out_channels, 1, norm_cfg=norm_cfg))
+
+    def _resize(self, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+        if self.spatial == 'pool':
+            return F.adaptive_avg_pool2d(x, size)
+        return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+
+    def forward(self, student: torch.Tensor,
+                teacher: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        student = self.layers(student)
+        (hs, ws), (ht, wt) = student.shape[-2:], teacher.shape[-2:]
+        if self.spatial == 'pool':
+            size = (min(hs, ht), min(ws, wt))
+        else:
+            size = (max(hs, ht), max(ws, wt))
+        return self._resize(student, size), self._resize(teacher, size)

@@ -1,0 +1,3 @@
+from .multi_teacher_distiller import MultiTeacherDistiller
+
+__all__ = ['MultiTeacherDistiller']

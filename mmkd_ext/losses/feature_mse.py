@@ -1,0 +1,40 @@
+import torch
+import torch.nn as nn
+
+from mmkd_ext.registry import MODELS
+
+
+@MODELS.register_module()
+class FeatureMSE(nn.Module):
+    """Per-sample mean squared error between two feature maps.
+
+    Args:
+        normalize (bool): standardise each sample's map per channel (zero mean, unit
+            variance over H, W) before the error: the Pearson-style feature KD (PKD)
+            that ignores scale differences between teachers. Defaults to False.
+        eps (float): added to the standard deviation when normalising.
+
+    Shapes:
+        student, teacher: ``[B, C, H, W]`` (any ``[B, ...]``). Returns ``[B]``: the
+        mean over all non-batch dimensions.
+    """
+
+    def __init__(self, normalize: bool = False, eps: float = 1e-6):
+        super().__init__()
+        self.normalize = normalize
+        self.eps = eps
+
+    def _standardise(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2)
+        mean = flat.mean(dim=2, keepdim=True)
+        std = flat.std(dim=2, keepdim=True, unbiased=False)
+        return ((flat - mean) / (std + self.eps)).view_as(x)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if student.shape != teacher.shape:
+            raise ValueError(
+                f'Feature KD needs aligned maps, got student {tuple(student.shape)} '
+                f'and teacher {tuple(teacher.shape)}; an adapter aligns them.')
+        if self.normalize:
+            student, teacher = self._standardise(student), self._standardise(teacher)
+        return (student - teacher).pow(2).flatten(1).mean(dim=1)

@@ -1,0 +1,4 @@
+from .base import BaseTaskView
+from .classification import ClassificationView
+
+__all__ = ['BaseTaskView', 'ClassificationView']

@@ -1,0 +1,61 @@
+"""The task view: the only place where the tasks differ.
+
+A task view tells the task-agnostic distiller what a model's raw head output means:
+how to reduce it to per-sample logits ``[B, C]``, how to compute the per-sample
+logit-distillation term ``[B]`` between a student and a teacher output, and each
+teacher's per-sample task loss on the ground truth ``[B]``. Feature recording,
+adapters, weighting and loss assembly are shared by all tasks.
+"""
+from typing import Any, List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+
+class BaseTaskView:
+    """Interface of a task view (see module docstring).
+
+    Attributes:
+        head_module: name of the submodule whose output is the prediction; the
+            student's is recorded during its ``loss`` pass, and a teacher's
+            ``mode='tensor'`` forward returns the same structure.
+        default_feature_layers: submodule names recorded for feature KD when the
+            config names none. A module returning a tuple contributes each element
+            as one feature map (e.g. every FPN level).
+    """
+    head_module: str = 'head'
+    default_feature_layers: Tuple[str, ...] = ('backbone',)
+
+    def teacher_forward(self, teacher: nn.Module, inputs: torch.Tensor,
+                        data_samples: list) -> Any:
+        """Raw head output of a teacher (called under ``torch.no_grad``)."""
+        return teacher(inputs, data_samples, mode='tensor')
+
+    def sample_logits(self, head_out: Any) -> torch.Tensor:
+        """Per-sample logits ``[B, C]`` from a raw head output."""
+        raise NotImplementedError
+
+    def logit_kd(self, kd_loss: nn.Module, student_out: Any, teacher_out: Any,
+                 data_samples: list) -> torch.Tensor:
+        """Per-sample logit distillation term ``[B]``."""
+        raise NotImplementedError
+
+    def teacher_loss(self, teacher_out: Any, data_samples: list) -> torch.Tensor:
+        """Per-sample task loss ``[B]`` of a teacher output on the ground truth."""
+        raise NotImplementedError
+
+    def check_compatible(self, student_out: Any, teacher_out: Any, teacher_name: str) -> None:
+        """Raise a clear error if the two outputs cannot be distilled (called once)."""
+        s, t = self.sample_logits(student_out), self.sample_logits(teacher_out)
+        if s.shape[1:] != t.shape[1:]:
+            raise ValueError(
+                f'{teacher_name} predicts {t.shape[1]} classes but the student '
+                f'{s.shape[1]}: teachers and student must share the label set.')
+
+    @staticmethod
+    def flatten_features(outputs: Sequence[Any]) -> List[torch.Tensor]:
+        """Recorded layer outputs (tensors or tuples of tensors) as a list of maps."""
+        maps = []
+        for out in outputs:
+            maps.extend(out if isinstance(out, (tuple, list)) else [out])
+        return maps
