@@ -1,0 +1,27 @@
+# Three heterogeneous Shapes-10 teachers distilled into a ResNet-18 (8 base channels).
+# The teachers' checkpoints are written by `make demo` (tools/demo.py) under
+# work_dirs/shapes10/teachers/; point `checkpoint` elsewhere for your own teachers.
+teacher_dir = 'work_dirs/shapes10/teachers'
+model = dict(
+    type='mmkd_ext.MultiTeacherDistiller',
+    student='{{fileDirname}}/../../classification/students/resnet18_w8_shapes10.py',
+    teachers=[
+        dict(name='r18w32',
+             config='{{fileDirname}}/../../classification/teachers/resnet18_w32_shapes10.py',
+             checkpoint=teacher_dir + '/resnet18_w32.pth'),
+        dict(name='r18w16',
+             config='{{fileDirname}}/../../classification/teachers/resnet18_w16_shapes10.py',
+             checkpoint=teacher_dir + '/resnet18_w16.pth'),
+        dict(name='mbv2',
+             config='{{fileDirname}}/../../classification/teachers/mobilenet_v2_shapes10.py',
+             checkpoint=teacher_dir + '/mobilenet_v2.pth'),
+    ],
+    logit_kd=dict(type='KLDivergence', temperature=4.0, weight=1.0),
+    feature_kd=dict(
+        layers=['backbone'],
+        adapter=dict(type='ConvAdapter', kind='conv1x1', spatial='pool'),
+        loss=dict(type='FeatureMSE'),
+        weight=1.0),
+    weighting=dict(type='UniformWeighting'),
+    probe_shape=(3, 32, 32),
+)

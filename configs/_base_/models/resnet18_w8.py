@@ -1,0 +1,9 @@
+# ResNet-18 for 32x32 inputs (CIFAR stem) with 8 base channels: 64-channel 4x4 last stage.
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='ResNet_CIFAR', depth=18, num_stages=4, out_indices=(3, ),
+                  stem_channels=8, base_channels=8, style='pytorch'),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='LinearClsHead', num_classes=10, in_channels=64,
+              loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+)
