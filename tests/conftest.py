@@ -1,0 +1,83 @@
+"""Shared fixtures: a small Shapes-10 copy and teacher checkpoints from the real configs."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = osp.join(ROOT, 'configs')
+KD_CONFIG = osp.join(CONFIGS, 'classification', 'distill', 'kd_{}_r18w8_shapes10.py')
+TEACHER_CONFIGS = {
+    'resnet18_w32.pth': osp.join(CONFIGS, 'classification/teachers/resnet18_w32_shapes10.py'),
+    'resnet18_w16.pth': osp.join(CONFIGS, 'classification/teachers/resnet18_w16_shapes10.py'),
+    'mobilenet_v2.pth': osp.join(CONFIGS, 'classification/teachers/mobilenet_v2_shapes10.py'),
+}
+STUDENT_CONFIG = osp.join(CONFIGS, 'classification/students/resnet18_w8_shapes10.py')
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope='session')
+def shapes_root(tmp_path_factory):
+    """Shapes-10 with 160 train / 80 val images."""
+    from mmkd_ext.datasets import generate_shapes10
+    root = str(tmp_path_factory.mktemp('shapes10'))
+    generate_shapes10(root, num_train=160, num_val=80, seed=0)
+    return root
+
+
+@pytest.fixture(scope='session')
+def teacher_dir(tmp_path_factory):
+    """Checkpoints of the three demo teachers (randomly initialised, seeded)."""
+    from mmkd_ext.utils.model_builder import build_model
+    folder = tmp_path_factory.mktemp('teachers')
+    for idx, (filename, config) in enumerate(TEACHER_CONFIGS.items()):
+        torch.manual_seed(idx)
+        model, _ = build_model(config)
+        model.init_weights()
+        torch.save(dict(state_dict=model.state_dict(), meta=dict()), folder / filename)
+    return str(folder)
+
+
+def kd_overrides(shapes_root, teacher_dir, batch_size=16, max_iters=None):
+    """cfg-options that point a demo KD config at the test data and teachers."""
+    options = {
+        'train_dataloader.dataset.data_root': shapes_root,
+        'val_dataloader.dataset.data_root': shapes_root,
+        'test_dataloader.dataset.data_root': shapes_root,
+        'train_dataloader.batch_size': batch_size,
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+        'val_dataloader.num_workers': 0,
+        'val_dataloader.persistent_workers': False,
+        'test_dataloader.num_workers': 0,
+        'test_dataloader.persistent_workers': False,
+        'default_hooks.logger.interval': 1,
+    }
+    for idx, filename in enumerate(TEACHER_CONFIGS):
+        options[f'model.teachers.{idx}.checkpoint'] = osp.join(teacher_dir, filename)
+    if max_iters is not None:
+        options.update({
+            'train_cfg': dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=10**6),
+            'param_scheduler': [],
+            'default_hooks.checkpoint': dict(type='CheckpointHook', interval=max_iters // 2
+                                             if max_iters > 1 else 1, by_epoch=False),
+        })
+    return options
+
+
+def load_kd_config(method, shapes_root, teacher_dir, **kwargs):
+    from mmengine.config import Config
+    cfg = Config.fromfile(KD_CONFIG.format(method))
+    cfg.merge_from_dict(kd_overrides(shapes_root, teacher_dir, **kwargs))
+    return cfg
+
+
+def run_tool(*args, timeout=600):
+    """Run ``python tools/<args>`` from the project root; returns CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, timeout=timeout,
+                          capture_output=True, text=True)

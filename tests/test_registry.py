@@ -1,0 +1,50 @@
+"""Configs reach mmkd_ext types through default_scope or custom_imports alone."""
+import textwrap
+
+from conftest import STUDENT_CONFIG, run_tool
+
+BUILD_SCRIPT = '''
+import sys
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+cfg = Config.fromfile({config!r})
+# Config.fromfile itself imports `custom_imports`; nothing else imports mmkd_ext.
+assert ('mmkd_ext' in sys.modules) == bool(cfg.get('custom_imports'))
+init_default_scope(cfg.default_scope)
+model = MODELS.build(cfg.model)
+print('BUILT', type(model).__name__, type(model.weighting).__name__)
+'''
+
+
+def write_config(path, header, model_type, checkpoint):
+    path.write_text(header + textwrap.dedent(f'''
+        model = dict(
+            type={model_type!r},
+            student={STUDENT_CONFIG!r},
+            teachers=[dict(config={STUDENT_CONFIG!r}, checkpoint={checkpoint!r})],
+            weighting=dict(type='EntropyWeighting'))
+    '''))
+    return str(path)
+
+
+def test_default_scope_mmkd_ext_and_custom_imports(tmp_path):
+    checkpoint = str(tmp_path / 's.pth')
+    saved = run_tool('-c', textwrap.dedent(f'''
+        import torch
+        from mmkd_ext.utils.model_builder import build_model
+        model, _ = build_model({STUDENT_CONFIG!r})
+        torch.save(dict(state_dict=model.state_dict()), {checkpoint!r})
+    '''))
+    assert saved.returncode == 0, saved.stderr[-2000:]
+    cases = {
+        # No import of mmkd_ext anywhere: the registry's locations load it.
+        'scope': ("default_scope = 'mmkd_ext'\n", 'MultiTeacherDistiller'),
+        # Another library's scope, custom_imports and a scoped type name.
+        'imports': ("default_scope = 'mmpretrain'\ncustom_imports = dict(imports=['mmkd_ext'])\n",
+                    'mmkd_ext.MultiTeacherDistiller'),
+    }
+    for name, (header, model_type) in cases.items():
+        config = write_config(tmp_path / f'{name}.py', header, model_type, checkpoint)
+        result = run_tool('-c', BUILD_SCRIPT.format(config=config))
+        assert result.returncode == 0, f'{name}: {result.stderr[-3000:]}'
+        assert 'BUILT MultiTeacherDistiller EntropyWeighting' in result.stdout

@@ -1,0 +1,84 @@
+"""The command-line tools, run as a user runs them."""
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+from conftest import KD_CONFIG, STUDENT_CONFIG, kd_overrides, run_tool
+
+
+def cli_options(shapes_root, teacher_dir):
+    options = kd_overrides(shapes_root, teacher_dir, batch_size=32)
+    options.update({'train_cfg.max_epochs': 1, 'param_scheduler': '[]'})
+    return ['--cfg-options'] + [f'{k}={v}' for k, v in options.items()]
+
+
+@pytest.fixture(scope='module')
+def trained_kd(shapes_root, teacher_dir, tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('kd_cli')
+    result = run_tool('tools/train.py', KD_CONFIG.format('entropy'), '--work-dir',
+                      str(work_dir), *cli_options(shapes_root, teacher_dir))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(work_dir / 'last_checkpoint') as f:
+        return work_dir, f.read().strip(), result.stdout + result.stderr
+
+
+def test_train_logs_distillation_terms_per_teacher(trained_kd):
+    _, checkpoint, log = trained_kd
+    assert osp.isfile(checkpoint)
+    for key in ('student.loss', 'loss_kd', 'loss_feat', 'r18w32.w_logit', 'mbv2.kd'):
+        assert key in log
+
+
+def test_test_tool_evaluates_the_student(trained_kd, shapes_root, teacher_dir):
+    work_dir, checkpoint, _ = trained_kd
+    metrics_path = work_dir / 'metrics.json'
+    result = run_tool('tools/test.py', KD_CONFIG.format('entropy'), checkpoint, '--work-dir',
+                      str(work_dir), '--metrics-json', str(metrics_path),
+                      *cli_options(shapes_root, teacher_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(metrics_path.read_text())
+    assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+
+
+def test_exported_student_loads_in_plain_mmpretrain(trained_kd, shapes_root, tmp_path):
+    work_dir, checkpoint, _ = trained_kd
+    out = tmp_path / 'student.pth'
+    result = run_tool('tools/export_student.py', checkpoint, str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Plain mmpretrain, no mmkd_ext import in the child process.
+    script = (
+        'import sys, glob, torch\n'
+        'from mmengine.config import Config\n'
+        'from mmpretrain.apis import ImageClassificationInferencer\n'
+        f'cfg = Config.fromfile({STUDENT_CONFIG!r})\n'
+        'cfg.pop("custom_imports")\n'
+        f'inferencer = ImageClassificationInferencer(cfg, pretrained={str(out)!r}, device="cpu")\n'
+        f'image = sorted(glob.glob({shapes_root!r} + "/val/03_frame/*.png"))[0]\n'
+        'result = inferencer(image)[0]\n'
+        'print("PRED", result["pred_label"], len(result["pred_scores"]))\n')
+    result = run_tool('-c', script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'PRED' in result.stdout and result.stdout.strip().endswith(' 10')
+    exported = torch.load(out, weights_only=True)['state_dict']
+    distilled = torch.load(checkpoint, weights_only=False)['state_dict']
+    assert torch.equal(exported['backbone.conv1.weight'], distilled['student.backbone.conv1.weight'])
+    assert not any(k.startswith(('adapters', 'student.')) for k in exported)
+
+
+def test_amp_without_cuda_is_a_clear_message(shapes_root, teacher_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('this machine has CUDA: --amp is allowed')
+    result = run_tool('tools/train.py', STUDENT_CONFIG, '--amp', '--work-dir', str(tmp_path))
+    assert result.returncode != 0
+    assert '--amp needs a CUDA device' in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_make_data_cli_is_idempotent(tmp_path):
+    args = ('tools/make_data.py', 'classification', '--out', str(tmp_path / 's'),
+            '--train', '20', '--val', '10')
+    first, second = run_tool(*args), run_tool(*args)
+    assert first.returncode == second.returncode == 0
+    assert 'written' in first.stdout and 'skipped' in second.stdout
