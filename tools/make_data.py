@@ -1,7 +1,7 @@
 """Write the generated datasets (real formats) that the demo, tests and benchmark use.
 
-    python tools/make_data.py classification [--out data/shapes10] [--train 3000]
-                                             [--val 1000] [--seed 0]
+    python tools/make_data.py classification [--out data/shapes10] [--train 2000]
+                                             [--val 500] [--seed 0]
 """
 import argparse
 
@@ -13,8 +13,8 @@ def main():
     sub = parser.add_subparsers(dest='task', required=True)
     cls = sub.add_parser('classification', help='Shapes-10, mmpretrain folder format')
     cls.add_argument('--out', default='data/shapes10')
-    cls.add_argument('--train', type=int, default=3000)
-    cls.add_argument('--val', type=int, default=1000)
+    cls.add_argument('--train', type=int, default=2000)
+    cls.add_argument('--val', type=int, default=500)
     cls.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
     meta = generate_shapes10(args.out, args.train, args.val, args.seed)

@@ -60,33 +60,33 @@ def render_image(cls: int, rng: np.random.Generator, size: int = 32) -> np.ndarr
     img = np.broadcast_to(background, (size, size, 3)) + gradient
 
     # Clutter: a few random thin strokes.
-    for _ in range(rng.integers(0, 4)):
+    for _ in range(rng.integers(0, 3)):
         p0, p1 = rng.integers(0, size, 2), rng.integers(0, size, 2)
         stroke = np.zeros((size, size), np.uint8)
         cv2.line(stroke, tuple(int(c) for c in p0), tuple(int(c) for c in p1), 1, 1)
         img = np.where(stroke[..., None] > 0, rng.uniform(0, 255, 3), img)
 
     # The class shape.
-    r = rng.uniform(4.5, 11.0)
+    r = rng.uniform(6.5, 12.0)
     cx, cy = rng.uniform(r, size - r, 2)
     theta = rng.uniform(-0.3, 0.3)
     u = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
     v = -(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)
     mask = _shape_mask(cls, u, v, r, freq=rng.uniform(1.2, 1.8))
-    colour = background + rng.choice([-1, 1], 3) * rng.uniform(35, 120, 3)
+    colour = background + rng.choice([-1, 1], 3) * rng.uniform(70, 140, 3)
     img = np.where(mask[..., None], np.clip(colour, 0, 255), img)
 
     # Occasional occluding patch.
-    if rng.random() < 0.3:
+    if rng.random() < 0.2:
         w, h = rng.integers(4, 10, 2)
         x0, y0 = rng.integers(0, size - w), rng.integers(0, size - h)
         img[y0:y0 + h, x0:x0 + w] = rng.uniform(0, 255, 3)
 
-    img = img + rng.normal(0, rng.uniform(6, 30), img.shape)
+    img = img + rng.normal(0, rng.uniform(3, 14), img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def generate_shapes10(root: str, num_train: int = 3000, num_val: int = 1000,
+def generate_shapes10(root: str, num_train: int = 2000, num_val: int = 500,
                       seed: int = 0, image_size: int = 32) -> Dict:
     """Write Shapes-10 under ``root`` (balanced classes); skip if already written.
 

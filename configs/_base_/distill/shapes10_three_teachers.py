@@ -1,4 +1,5 @@
-# Three heterogeneous Shapes-10 teachers distilled into a ResNet-18 (8 base channels).
+# Three Shapes-10 teachers (ResNet-18 with 24 and 16 base channels, a bottleneck
+# ResNet-50 with 8) distilled into a ResNet-18 with 8 base channels.
 # The teachers' checkpoints are written by `make demo` (tools/demo.py) under
 # work_dirs/shapes10/teachers/; point `checkpoint` elsewhere for your own teachers.
 teacher_dir = 'work_dirs/shapes10/teachers'
@@ -6,15 +7,15 @@ model = dict(
     type='mmkd_ext.MultiTeacherDistiller',
     student='{{fileDirname}}/../../classification/students/resnet18_w8_shapes10.py',
     teachers=[
-        dict(name='r18w32',
-             config='{{fileDirname}}/../../classification/teachers/resnet18_w32_shapes10.py',
-             checkpoint=teacher_dir + '/resnet18_w32.pth'),
+        dict(name='r18w24',
+             config='{{fileDirname}}/../../classification/teachers/resnet18_w24_shapes10.py',
+             checkpoint=teacher_dir + '/resnet18_w24.pth'),
         dict(name='r18w16',
              config='{{fileDirname}}/../../classification/teachers/resnet18_w16_shapes10.py',
              checkpoint=teacher_dir + '/resnet18_w16.pth'),
-        dict(name='mbv2',
-             config='{{fileDirname}}/../../classification/teachers/mobilenet_v2_shapes10.py',
-             checkpoint=teacher_dir + '/mobilenet_v2.pth'),
+        dict(name='r50w8',
+             config='{{fileDirname}}/../../classification/teachers/resnet50_w8_shapes10.py',
+             checkpoint=teacher_dir + '/resnet50_w8.pth'),
     ],
     logit_kd=dict(type='KLDivergence', temperature=4.0, weight=1.0),
     feature_kd=dict(
