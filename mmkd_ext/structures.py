@@ -34,6 +34,16 @@ class KDBatch:
     adapted_features: List[List[torch.Tensor]] = field(default_factory=list)
     data_samples: Optional[list] = None
 
+    def detached(self) -> 'KDBatch':
+        """A copy with every tensor detached (what hooks keep after a step)."""
+        def det(x):
+            if isinstance(x, torch.Tensor):
+                return x.detach()
+            if isinstance(x, list):
+                return [det(v) for v in x]
+            return x
+        return KDBatch(**{k: det(v) for k, v in self.__dict__.items()})
+
     @property
     def num_teachers(self) -> int:
         return self.teacher_logits.shape[0]
@@ -41,6 +51,18 @@ class KDBatch:
     @property
     def batch_size(self) -> int:
         return self.student_logits.shape[0]
+
+
+@dataclass
+class KDStep:
+    """What the last training step computed, kept (detached) for training hooks.
+
+    Attributes:
+        batch: the step's :class:`KDBatch`, detached.
+        weights: the teacher weights used in the step, detached.
+    """
+    batch: 'KDBatch'
+    weights: 'TeacherWeights'
 
 
 @dataclass

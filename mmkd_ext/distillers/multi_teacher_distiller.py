@@ -1,5 +1,6 @@
 """The task-agnostic multi-teacher distiller."""
 import copy
+from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -7,7 +8,7 @@ import torch.nn as nn
 from mmengine.model import BaseModel
 
 from mmkd_ext.registry import MODELS, TASK_VIEWS
-from mmkd_ext.structures import KDBatch, TeacherWeights
+from mmkd_ext.structures import KDBatch, KDStep, TeacherWeights
 from mmkd_ext.utils.checkpoint import load_model_weights
 from mmkd_ext.utils.model_builder import build_model
 from mmkd_ext.utils.normalization import build_input_converter
@@ -16,8 +17,6 @@ from mmkd_ext.utils.recorder import OutputRecorder
 #: Task view used when the config names none, by the student's library.
 DEFAULT_TASK_VIEWS = {
     'mmpretrain': 'ClassificationView',
-    'mmdet': 'DetectionView',
-    'mmseg': 'SegmentationView',
 }
 
 
@@ -96,6 +95,34 @@ class MultiTeacherDistiller(BaseModel):
             self.student._is_init = True  # keep the loaded weights in init_weights()
         self.data_preprocessor = self.student.data_preprocessor
 
+        self._build_teachers(teachers, data_preprocessor)
+
+        if task_view is None and student_scope not in DEFAULT_TASK_VIEWS:
+            raise ValueError(
+                f'No default task view for {student_scope} students; set '
+                f'task_view=dict(type=...) (registered: {sorted(TASK_VIEWS.module_dict)}).')
+        view_cfg = copy.deepcopy(task_view) or dict(type=DEFAULT_TASK_VIEWS[student_scope])
+        self.task_view = _build_component(TASK_VIEWS, view_cfg)
+
+        logit_kd = copy.deepcopy(logit_kd)
+        self.logit_kd_weight = 0.0 if logit_kd is None else float(logit_kd.pop('weight', 1.0))
+        self.logit_kd_loss = None if logit_kd is None else _build_component(MODELS, logit_kd)
+
+        self.weighting = _build_component(MODELS, weighting)
+        self.check_finite = check_finite
+        self._setup_feature_kd(feature_kd, tuple(probe_shape))
+        #: The last training step's batch and weights (detached), for hooks.
+        self.last_step: Optional[KDStep] = None
+        self._teacher_cache: Optional[dict] = None
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def teachers(self) -> List[nn.Module]:
+        """The frozen teacher models (not submodules of the distiller)."""
+        return self._teachers
+
+    def _build_teachers(self, teachers: Sequence[dict], data_preprocessor: Optional[dict]) -> None:
+        """Build, load and freeze each teacher; an input converter per teacher."""
         self.teacher_names: List[str] = []
         self._teachers: List[nn.Module] = []  # deliberately not registered
         converters = []
@@ -105,7 +132,8 @@ class MultiTeacherDistiller(BaseModel):
             if 'loss' in name or name in self.teacher_names:
                 raise ValueError(f"Teacher name {name!r} must be unique and must not "
                                  "contain 'loss' (log keys with 'loss' are summed).")
-            owner = f'teacher {idx} ({name!r}, config {config if isinstance(config, str) else config.get("type")})'
+            source = config if isinstance(config, str) else config.get('type')
+            owner = f'teacher {idx} ({name!r}, config {source})'
             teacher, _ = build_model(config, data_preprocessor)
             load_model_weights(teacher, checkpoint, owner)
             teacher.requires_grad_(False)
@@ -115,25 +143,6 @@ class MultiTeacherDistiller(BaseModel):
             self.teacher_names.append(name)
             self._teachers.append(teacher)
         self.input_converters = nn.ModuleList(converters)
-
-        view_cfg = copy.deepcopy(task_view) or dict(type=DEFAULT_TASK_VIEWS[student_scope])
-        self.task_view = _build_component(TASK_VIEWS, view_cfg)
-
-        logit_kd = copy.deepcopy(logit_kd)
-        self.logit_kd_weight = 0.0 if logit_kd is None else float(logit_kd.pop('weight', 1.0))
-        self.logit_kd_loss = None if logit_kd is None else _build_component(MODELS, logit_kd)
-
-        self.weighting = _build_component(MODELS, weighting)
-        if hasattr(self.weighting, 'check_num_teachers'):
-            self.weighting.check_num_teachers(len(self._teachers))
-        self.check_finite = check_finite
-        self._setup_feature_kd(feature_kd, tuple(probe_shape))
-
-    # ------------------------------------------------------------------ set-up
-    @property
-    def teachers(self) -> List[nn.Module]:
-        """The frozen teacher models (not submodules of the distiller)."""
-        return self._teachers
 
     def _setup_feature_kd(self, feature_kd: Optional[dict], probe_shape: Tuple[int, ...]) -> None:
         """Build recorders and one adapter per (teacher, feature map); check heads."""
@@ -174,13 +183,15 @@ class MultiTeacherDistiller(BaseModel):
                     f'Feature KD: the student layers {self.student_layers} give '
                     f'{len(student_maps)} maps but teacher {name!r} layers '
                     f'{self.teacher_layers} give {len(teacher_maps)}.')
-            per_layer = []
+            per_layer = []  # one adapter per (teacher, feature map)
             for s_map, t_map in zip(student_maps, teacher_maps):
                 cfg = copy.deepcopy(feature_kd.get('adapter', dict(type='ConvAdapter')))
                 cfg.update(in_channels=s_map.shape[1], out_channels=t_map.shape[1])
                 per_layer.append(_build_component(MODELS, cfg))
             adapters.append(nn.ModuleList(per_layer))
         self.adapters = nn.ModuleList(adapters)
+        num_classes = view.sample_logits(student_head).shape[1]
+        self.weighting.setup(len(self._teachers), num_classes)
 
     @torch.no_grad()
     def _probe(self, model: nn.Module, recorder: OutputRecorder, dummy: torch.Tensor,
@@ -210,6 +221,17 @@ class MultiTeacherDistiller(BaseModel):
             teacher.eval()
         return self
 
+    @contextmanager
+    def lookahead(self):
+        """For passes that are not training steps (e.g. unrolled meta-learning steps):
+        teachers run once per input batch and their outputs are reused, and
+        :attr:`last_step` is left as the last real training step set it."""
+        self._teacher_cache = {}
+        try:
+            yield
+        finally:
+            self._teacher_cache = None
+
     # ----------------------------------------------------------------- forward
     def forward(self, inputs: torch.Tensor, data_samples: Optional[list] = None,
                 mode: str = 'tensor'):
@@ -232,15 +254,7 @@ class MultiTeacherDistiller(BaseModel):
         student_head = recorded[view.head_module]
         student_maps = view.flatten_features([recorded[n] for n in self.student_layers])
 
-        teacher_heads, teacher_maps = [], []
-        with torch.no_grad():
-            for teacher, convert, recorder in zip(self._teachers, self.input_converters,
-                                                  self._teacher_recorders):
-                with recorder:
-                    teacher_heads.append(
-                        view.teacher_forward(teacher, convert(inputs), data_samples))
-                teacher_maps.append(view.flatten_features(
-                    [recorder.outputs[n] for n in self.teacher_layers]))
+        teacher_heads, teacher_maps = self._run_teachers(inputs, data_samples)
 
         if self.logit_kd_loss is not None:
             logit_kd = torch.stack([
@@ -277,6 +291,24 @@ class MultiTeacherDistiller(BaseModel):
             data_samples=data_samples)
         return batch, student_losses
 
+    def _run_teachers(self, inputs: torch.Tensor, data_samples: list) -> Tuple[list, list]:
+        """Head outputs and feature maps of every teacher (no gradient)."""
+        key = (inputs.data_ptr(), tuple(inputs.shape))
+        if self._teacher_cache is not None and key in self._teacher_cache:
+            return self._teacher_cache[key]
+        heads, maps = [], []
+        with torch.no_grad():
+            for teacher, convert, recorder in zip(self._teachers, self.input_converters,
+                                                  self._teacher_recorders):
+                with recorder:
+                    heads.append(self.task_view.teacher_forward(
+                        teacher, convert(inputs), data_samples))
+                maps.append(self.task_view.flatten_features(
+                    [recorder.outputs[n] for n in self.teacher_layers]))
+        if self._teacher_cache is not None:
+            self._teacher_cache[key] = (heads, maps)
+        return heads, maps
+
     def distill_losses(self, batch: KDBatch, weights: TeacherWeights) -> Dict[str, torch.Tensor]:
         """Weighted KD losses plus per-teacher log values (keys without 'loss')."""
         losses = {}
@@ -311,4 +343,7 @@ class MultiTeacherDistiller(BaseModel):
         weights = self.weighting(batch)
         losses = {f'student.{k}': v for k, v in student_losses.items()}
         losses.update(self.distill_losses(batch, weights))
+        if self.training and self._teacher_cache is None:
+            self.last_step = KDStep(batch=batch.detached(), weights=TeacherWeights(
+                logit=weights.logit.detach(), feature=weights.feature.detach()))
         return losses

@@ -44,6 +44,11 @@ class BaseTaskView:
         """Per-sample task loss ``[B]`` of a teacher output on the ground truth."""
         raise NotImplementedError
 
+    def hard_samples(self, student_logits: torch.Tensor, data_samples: list) -> torch.Tensor:
+        """``[B]`` bool: samples the student gets wrong, from its per-sample logits
+        ``[B, C]`` (:meth:`sample_logits`)."""
+        raise NotImplementedError
+
     def check_compatible(self, student_out: Any, teacher_out: Any, teacher_name: str) -> None:
         """Raise a clear error if the two outputs cannot be distilled (called once)."""
         s, t = self.sample_logits(student_out), self.sample_logits(teacher_out)

@@ -28,6 +28,14 @@ class ClassificationView(BaseTaskView):
                  data_samples: list) -> torch.Tensor:
         return kd_loss(self.sample_logits(student_out), self.sample_logits(teacher_out))
 
+    def hard_samples(self, student_logits: torch.Tensor, data_samples: list) -> torch.Tensor:
+        """Misclassified samples (top-1 differs from the label)."""
+        if 'gt_score' in data_samples[0]:
+            labels = torch.stack([s.gt_score for s in data_samples]).argmax(1)
+        else:
+            labels = torch.cat([s.gt_label for s in data_samples])
+        return student_logits.argmax(1) != labels.to(student_logits.device)
+
     def teacher_loss(self, teacher_out, data_samples: list) -> torch.Tensor:
         logits = self.sample_logits(teacher_out)
         if 'gt_score' in data_samples[0]:

@@ -85,12 +85,6 @@ def load_from_local(filename: str, map_location=None):
     return safe_torch_load(filename, map_location)
 
 
-def _strip_prefix(state: dict, prefix: str) -> dict:
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
 def load_model_weights(model, path: str, owner: str) -> None:
     """Load a checkpoint into ``model``, requiring every key and shape to fit.
 
@@ -109,9 +103,9 @@ def load_model_weights(model, path: str, owner: str) -> None:
         raise FileNotFoundError(f'{owner}: checkpoint not found: {path}')
     checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     state = checkpoint.get('state_dict', checkpoint)
-    state = _strip_prefix(_strip_prefix(state, 'module.'), 'student.')
-    if any(k.startswith('student.') for k in state):  # whole distiller checkpoint
-        state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
+    for prefix in ('module.', 'student.'):  # DDP wrapper; student of a distiller
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

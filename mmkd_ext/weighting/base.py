@@ -14,6 +14,10 @@ class BaseWeighting(nn.Module):
     """
     requires: frozenset = frozenset()
 
+    def setup(self, num_teachers: int, num_classes: int) -> None:
+        """Called once by the distiller when K and C are known (before the optimizer
+        is built): size learned parts here, or raise if the method cannot serve them."""
+
     def forward(self, batch: KDBatch) -> TeacherWeights:
         raise NotImplementedError
 

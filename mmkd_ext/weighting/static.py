@@ -52,8 +52,7 @@ class FixedWeighting(BaseWeighting):
             w = w / w.sum()
         return w
 
-    def check_num_teachers(self, num_teachers: int) -> None:
-        """Called by the distiller once it knows K."""
+    def setup(self, num_teachers: int, num_classes: int) -> None:
         for name in ('logit_weights', 'feature_weights'):
             n = len(getattr(self, name))
             if n != num_teachers:
