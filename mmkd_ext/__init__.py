@@ -1,5 +1,5 @@
 """mmkd_ext: multi-teacher knowledge distillation for OpenMMLab 2.x."""
-from . import adapters, distillers, losses, task_views, weighting  # noqa: F401 (registration)
+from . import adapters, distillers, hooks, losses, task_views, weighting  # noqa: F401 (registration)
 from . import utils  # noqa: F401 (installs the weights-only checkpoint loader)
 from .registry import HOOKS, MODELS, TASK_VIEWS
 from .version import __version__

@@ -1,0 +1,3 @@
+from .meta_weight_hook import MetaWeightHook
+
+__all__ = ['MetaWeightHook']

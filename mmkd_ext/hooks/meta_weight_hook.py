@@ -1,0 +1,228 @@
+"""MetaWeightHook: the bi-level update of MMKD's weight networks."""
+import random
+import time
+from contextlib import contextmanager
+from typing import Optional
+
+import numpy as np
+import torch
+from mmengine.dist import all_reduce, get_world_size
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import OPTIMIZERS
+
+from mmkd_ext.engine.unroll import SGDHyperParams, call, differentiable_sgd_steps, sum_losses
+from mmkd_ext.registry import HOOKS
+from mmkd_ext.weighting.meta_weight_net import MetaWeightNet
+
+#: Loss keys of the distiller that make up the distillation objective.
+DISTILL_KEYS = ('loss_kd', 'loss_feat')
+
+
+@contextmanager
+def isolated_random_state(seed: int):
+    """Run a block with seeded python/numpy/torch RNGs, then restore the global ones,
+    so extra data loading (with random augmentation) leaves training's RNG stream as
+    it was."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def _student_tensors(tensors: dict) -> dict:
+    return {k[len('student.'):]: v for k, v in tensors.items() if k.startswith('student.')}
+
+
+@HOOKS.register_module()
+class MetaWeightHook(Hook):
+    """Trains :class:`~mmkd_ext.weighting.MetaWeightNet` by bi-level optimisation.
+
+    Every ``interval`` iterations, after the regular step:
+
+    1. draw a quiz batch of ``quiz_batch_size`` samples from the hard buffer (first
+       filled with the earliest training samples, then slots overwritten at random
+       by samples the student gets wrong); ``use_hard_buffer=False`` uses the
+       current batch;
+    2. from the live student (and adapters) take ``inner_kd_steps`` differentiable
+       SGD steps on the weighted distillation terms, then ``inner_ce_steps`` on the
+       task loss, with the student optimizer's current lr, momentum, dampening,
+       weight decay and Nesterov setting (and its momentum buffers);
+    3. back-propagate the task loss of the stepped student on the quiz batch through
+       the unrolled steps to the weight networks (the exact hypergradient) and take
+       one step of the meta optimizer (Adam by default).
+
+    The nets' inputs (student logits and features) are detached, as in MMKD, so
+    the hypergradient flows through the weights they output, not through how their
+    inputs move along the unrolled steps.
+
+    The look-ahead is functional: the live student, its BN statistics and the
+    student optimizer's state are left bit-for-bit as they were. In distributed
+    runs the nets' gradients are averaged over ranks, so every rank keeps identical
+    nets. The meta optimizer, the hard buffer and the hook's RNG are saved in
+    checkpoints, so ``--resume`` continues exactly.
+
+    The hard buffer holds dataset indices, read from ``sample_idx`` in the data
+    samples' metainfo (mmpretrain's ``PackInputs`` has it by default), and quiz
+    samples are loaded through the train dataset's pipeline under the hook's own
+    seeded RNG.
+
+    Logged: ``meta_loss`` (the outer task loss) and ``meta_time_share`` (the share of
+    training wall time spent in meta steps).
+    """
+    priority = 'LOW'
+
+    def __init__(self,
+                 interval: int = 5,
+                 buffer_size: int = 256,
+                 quiz_batch_size: int = 64,
+                 use_hard_buffer: bool = True,
+                 inner_kd_steps: int = 2,
+                 inner_ce_steps: int = 1,
+                 optimizer: dict = dict(type='Adam', lr=1e-3, weight_decay=1e-4),
+                 seed: int = 0):
+        if interval < 1 or inner_kd_steps < 0 or inner_ce_steps < 0:
+            raise ValueError('interval must be >= 1 and the inner step counts >= 0.')
+        if use_hard_buffer and quiz_batch_size > buffer_size:
+            raise ValueError(f'quiz_batch_size ({quiz_batch_size}) exceeds buffer_size '
+                             f'({buffer_size}).')
+        self.interval = interval
+        self.buffer_size = buffer_size
+        self.quiz_batch_size = quiz_batch_size
+        self.use_hard_buffer = use_hard_buffer
+        self.inner_kd_steps = inner_kd_steps
+        self.inner_ce_steps = inner_ce_steps
+        self.optimizer_cfg = dict(optimizer)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.buffer = torch.zeros(0, dtype=torch.long)
+        self.meta_seconds = 0.0
+        self.meta_optimizer: Optional[torch.optim.Optimizer] = None
+        self._resumed_state: Optional[dict] = None
+
+    # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _distiller(runner):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if not isinstance(getattr(model, 'weighting', None), MetaWeightNet):
+            raise TypeError('MetaWeightHook needs a distiller whose weighting is '
+                            "MetaWeightNet: set model.weighting=dict(type='MetaWeightNet').")
+        return model
+
+    def before_train(self, runner) -> None:
+        model = self._distiller(runner)
+        self.meta_optimizer = OPTIMIZERS.build(
+            dict(self.optimizer_cfg, params=model.weighting.parameters()))
+        if self._resumed_state is not None:
+            state = self._resumed_state
+            self.meta_optimizer.load_state_dict(state['optimizer'])
+            self.buffer = state['buffer'].clone()
+            self.generator.set_state(state['generator'])
+            self.meta_seconds = float(state['meta_seconds'])
+            self._resumed_state = None
+        loader = runner.train_dataloader
+        self._dataset, self._collate = loader.dataset, loader.collate_fn
+        self._train_seconds = 0.0
+        self._iter_start = time.perf_counter()
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._iter_start = time.perf_counter()
+
+    # ------------------------------------------------------------ every step
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        model = self._distiller(runner)
+        if self.use_hard_buffer:
+            self._update_buffer(model, data_batch)
+        if (runner.iter + 1) % self.interval == 0:
+            start = time.perf_counter()
+            meta_loss = self._meta_step(runner, model, data_batch)
+            self.meta_seconds += time.perf_counter() - start
+            runner.message_hub.update_scalar('train/meta_loss', meta_loss)
+        self._train_seconds += time.perf_counter() - self._iter_start
+        runner.message_hub.update_scalar(
+            'train/meta_time_share', self.meta_seconds / max(self._train_seconds, 1e-9))
+
+    def _sample_indices(self, data_batch: dict) -> torch.Tensor:
+        try:
+            return torch.tensor([s.metainfo['sample_idx'] for s in data_batch['data_samples']])
+        except KeyError:
+            raise KeyError("MetaWeightHook's hard buffer needs 'sample_idx' in the data "
+                           "samples' metainfo: add it to the pack transform's meta_keys, "
+                           'or set use_hard_buffer=False.') from None
+
+    def _update_buffer(self, model, data_batch: dict) -> None:
+        """Fill with the first samples; then misclassified samples replace random slots."""
+        indices = self._sample_indices(data_batch)
+        free = self.buffer_size - len(self.buffer)
+        if free > 0:
+            self.buffer = torch.cat([self.buffer, indices[:free]])
+            return
+        batch = model.last_step.batch
+        hard = model.task_view.hard_samples(batch.student_logits, batch.data_samples).cpu()
+        for index in indices[hard]:
+            slot = torch.randint(self.buffer_size, (1, ), generator=self.generator)
+            self.buffer[slot] = index
+
+    def _quiz_batch(self, model, data_batch: dict) -> dict:
+        if not self.use_hard_buffer or len(self.buffer) < self.quiz_batch_size:
+            return model.data_preprocessor(data_batch, True)
+        order = torch.randperm(len(self.buffer), generator=self.generator)
+        picked = self.buffer[order[:self.quiz_batch_size]].tolist()
+        seed = int(torch.randint(2**31 - 1, (1, ), generator=self.generator))
+        with isolated_random_state(seed):
+            data = self._collate([self._dataset[i] for i in picked])
+        return model.data_preprocessor(data, True)
+
+    def _meta_step(self, runner, model, data_batch: dict) -> float:
+        data = self._quiz_batch(model, data_batch)
+        outer = self.lookahead_task_loss(model, runner.optim_wrapper.optimizer,
+                                         data['inputs'], data['data_samples'])
+        self.meta_optimizer.zero_grad()
+        outer.backward()
+        if get_world_size() > 1:
+            for param in model.weighting.parameters():
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+                all_reduce(param.grad, op='mean')
+        self.meta_optimizer.step()
+        return outer.item()
+
+    def lookahead_task_loss(self, model, optimizer: torch.optim.Optimizer,
+                            inputs: torch.Tensor, data_samples: list) -> torch.Tensor:
+        """The quiz-batch task loss after the unrolled steps, differentiable with
+        respect to the weight networks (the outer objective of MMKD)."""
+        named = {n: p for n, p in model.named_parameters()
+                 if p.requires_grad and not n.startswith('weighting.')}
+        params = {n: p.detach().requires_grad_() for n, p in named.items()}
+        buffers = {n: b.clone() for n, b in model.named_buffers()}
+        sgd = SGDHyperParams(optimizer, named)
+
+        def distill_loss(module, tensors):
+            losses = call(module, tensors, inputs, data_samples, mode='loss')
+            return sum_losses(losses, DISTILL_KEYS)
+
+        def task_loss(module, tensors):
+            losses = call(module.student, _student_tensors(tensors), inputs, data_samples,
+                          mode='loss')
+            return sum_losses(losses)
+
+        with model.weighting.meta_mode(), model.lookahead():
+            params = differentiable_sgd_steps(model, params, buffers, distill_loss, sgd,
+                                              self.inner_kd_steps)
+            params = differentiable_sgd_steps(model, params, buffers, task_loss, sgd,
+                                              self.inner_ce_steps)
+            return task_loss(model, {**params, **buffers})
+
+    # ------------------------------------------------------------ checkpoints
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['meta_weight_hook'] = dict(
+            optimizer=self.meta_optimizer.state_dict(), buffer=self.buffer.clone(),
+            generator=self.generator.get_state(), meta_seconds=self.meta_seconds)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._resumed_state = checkpoint.get('meta_weight_hook')
