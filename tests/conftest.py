@@ -1,4 +1,6 @@
-"""Shared fixtures: a small Shapes-10 copy and teacher checkpoints from the real configs."""
+"""Shared fixtures: a small Shapes-10 copy, teacher checkpoints from the real configs,
+and tiny mmpretrain models for unit tests."""
+import copy
 import os
 import os.path as osp
 import subprocess
@@ -11,9 +13,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(ROOT, 'configs')
 KD_CONFIG = osp.join(CONFIGS, 'classification', 'distill', 'kd_{}_r18w8_shapes10.py')
 TEACHER_CONFIGS = {
-    'resnet18_w32.pth': osp.join(CONFIGS, 'classification/teachers/resnet18_w32_shapes10.py'),
+    'resnet18_w24.pth': osp.join(CONFIGS, 'classification/teachers/resnet18_w24_shapes10.py'),
     'resnet18_w16.pth': osp.join(CONFIGS, 'classification/teachers/resnet18_w16_shapes10.py'),
-    'mobilenet_v2.pth': osp.join(CONFIGS, 'classification/teachers/mobilenet_v2_shapes10.py'),
+    'resnet50_w8.pth': osp.join(CONFIGS, 'classification/teachers/resnet50_w8_shapes10.py'),
 }
 STUDENT_CONFIG = osp.join(CONFIGS, 'classification/students/resnet18_w8_shapes10.py')
 
@@ -81,3 +83,52 @@ def run_tool(*args, timeout=600):
     env = dict(os.environ, PYTHONPATH=ROOT)
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, timeout=timeout,
                           capture_output=True, text=True)
+
+
+PREPROCESSOR = dict(type='ClsDataPreprocessor', num_classes=10, mean=[127.5] * 3,
+                    std=[64.0] * 3, to_rgb=True)
+
+
+def tiny_classifier(width=4, num_classes=10, preprocessor=PREPROCESSOR):
+    return dict(
+        type='ImageClassifier',
+        backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=width, base_channels=width),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=8 * width),
+        data_preprocessor=copy.deepcopy(preprocessor))
+
+
+def save_checkpoint(model_spec, path, seed=0):
+    from mmkd_ext.utils.model_builder import build_model
+    torch.manual_seed(seed)
+    model, _ = build_model(model_spec)
+    model.init_weights()
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return str(path)
+
+
+@pytest.fixture
+def two_teachers(tmp_path):
+    """Two tiny teachers (8 and 6 base channels) with saved checkpoints."""
+    return [
+        dict(name='a', config=tiny_classifier(8),
+             checkpoint=save_checkpoint(tiny_classifier(8), tmp_path / 'a.pth', 1)),
+        dict(name='b', config=tiny_classifier(6),
+             checkpoint=save_checkpoint(tiny_classifier(6), tmp_path / 'b.pth', 2)),
+    ]
+
+
+def make_distiller(teachers, **kwargs):
+    from mmkd_ext.distillers import MultiTeacherDistiller
+    kwargs.setdefault('feature_kd', dict(weight=2.0))
+    torch.manual_seed(0)
+    return MultiTeacherDistiller(student=tiny_classifier(4), teachers=teachers, **kwargs)
+
+
+def make_batch(distiller, batch_size=4, seed=0):
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(seed)
+    images = [torch.randint(0, 256, (3, 32, 32), generator=g).float() for _ in range(batch_size)]
+    samples = [DataSample().set_gt_label(i % 10) for i in range(batch_size)]
+    data = distiller.data_preprocessor(dict(inputs=images, data_samples=samples), True)
+    return data['inputs'], data['data_samples']

@@ -1,60 +1,13 @@
 """MultiTeacherDistiller with real mmpretrain models: building, freezing, losses, errors."""
-import copy
 import os.path as osp
 
 import pytest
 import torch
-from mmengine.structures import LabelData  # noqa: F401 (mmpretrain DataSample needs mmengine)
-from mmpretrain.structures import DataSample
 
 from mmkd_ext.distillers import MultiTeacherDistiller
 from mmkd_ext.losses import KLDivergence
-from mmkd_ext.utils.model_builder import build_model
-from conftest import STUDENT_CONFIG, TEACHER_CONFIGS
-
-PREPROCESSOR = dict(type='ClsDataPreprocessor', num_classes=10, mean=[127.5] * 3,
-                    std=[64.0] * 3, to_rgb=True)
-
-
-def tiny_classifier(width=4, num_classes=10, preprocessor=PREPROCESSOR):
-    return dict(
-        type='ImageClassifier',
-        backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=width, base_channels=width),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=8 * width),
-        data_preprocessor=copy.deepcopy(preprocessor))
-
-
-def save_checkpoint(model_spec, path, seed=0):
-    torch.manual_seed(seed)
-    model, _ = build_model(model_spec)
-    model.init_weights()
-    torch.save(dict(state_dict=model.state_dict()), path)
-    return str(path)
-
-
-@pytest.fixture
-def two_teachers(tmp_path):
-    return [
-        dict(name='a', config=tiny_classifier(8),
-             checkpoint=save_checkpoint(tiny_classifier(8), tmp_path / 'a.pth', 1)),
-        dict(name='b', config=tiny_classifier(6),
-             checkpoint=save_checkpoint(tiny_classifier(6), tmp_path / 'b.pth', 2)),
-    ]
-
-
-def make_distiller(teachers, **kwargs):
-    kwargs.setdefault('feature_kd', dict(weight=2.0))
-    torch.manual_seed(0)
-    return MultiTeacherDistiller(student=tiny_classifier(4), teachers=teachers, **kwargs)
-
-
-def make_batch(distiller, batch_size=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    images = [torch.randint(0, 256, (3, 32, 32), generator=g).float() for _ in range(batch_size)]
-    samples = [DataSample().set_gt_label(i % 10) for i in range(batch_size)]
-    data = distiller.data_preprocessor(dict(inputs=images, data_samples=samples), True)
-    return data['inputs'], data['data_samples']
+from conftest import (STUDENT_CONFIG, TEACHER_CONFIGS, make_batch, make_distiller, save_checkpoint,
+                      tiny_classifier)
 
 
 def test_builds_from_inline_dict_local_file_and_package_path(tmp_path, teacher_dir):

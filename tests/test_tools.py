@@ -27,7 +27,7 @@ def trained_kd(shapes_root, teacher_dir, tmp_path_factory):
 def test_train_logs_distillation_terms_per_teacher(trained_kd):
     _, checkpoint, log = trained_kd
     assert osp.isfile(checkpoint)
-    for key in ('student.loss', 'loss_kd', 'loss_feat', 'r18w32.w_logit', 'mbv2.kd'):
+    for key in ('student.loss', 'loss_kd', 'loss_feat', 'r18w24.w_logit', 'r50w8.kd'):
         assert key in log
 
 
@@ -82,3 +82,37 @@ def test_make_data_cli_is_idempotent(tmp_path):
     first, second = run_tool(*args), run_tool(*args)
     assert first.returncode == second.returncode == 0
     assert 'written' in first.stdout and 'skipped' in second.stdout
+
+
+def test_teacher_weight_plot_reads_the_training_log(trained_kd):
+    from mmkd_ext.engine.plotting import (find_scalars, plot_teacher_weights,
+                                          read_teacher_weights)
+    work_dir, _, _ = trained_kd
+    series = read_teacher_weights(find_scalars(str(work_dir)))
+    assert {'r18w24.w_logit', 'r18w16.w_logit', 'r50w8.w_logit'} <= set(series)
+    # Entropy weights of three teachers sum to (K - 1) / K in every logged batch.
+    for step in range(len(series['r18w24.w_logit'])):
+        total = sum(series[f'{t}.w_logit'][step][1] for t in ('r18w24', 'r18w16', 'r50w8'))
+        assert total == pytest.approx(2 / 3, abs=1e-4)
+    path = plot_teacher_weights(str(work_dir))
+    assert osp.getsize(path) > 10_000
+
+
+def test_dist_train_runs_two_cpu_processes(shapes_root, teacher_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('covers the CPU (gloo) path')
+    options = kd_overrides(shapes_root, teacher_dir, batch_size=8)
+    options.update({'train_cfg.max_epochs': 1, 'param_scheduler': '[]',
+                    'val_dataloader.batch_size': 40})
+    import os
+    import subprocess
+    env = dict(os.environ, PORT='29613', PYTHON=__import__('sys').executable)
+    result = subprocess.run(
+        ['bash', 'tools/dist_train.sh', KD_CONFIG.format('aver'), '2', '--work-dir',
+         str(tmp_path), '--cfg-options'] + [f'{k}={v}' for k, v in options.items()],
+        cwd=osp.dirname(osp.dirname(osp.abspath(__file__))), env=env, capture_output=True,
+        text=True, timeout=600)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert 'Distributed launcher: pytorch' in log and 'World size: 2' in log
+    assert osp.isfile(tmp_path / 'epoch_1.pth')

@@ -38,7 +38,7 @@ def test_teachers_are_bit_identical_after_training(method, shapes_root, teacher_
     student_after = model.student.state_dict()
     assert any(not torch.equal(student_before[k], student_after[k]) for k in student_before)
     # And the teachers are exactly their checkpoints.
-    saved = torch.load(osp.join(teacher_dir, 'resnet18_w32.pth'))['state_dict']
+    saved = torch.load(osp.join(teacher_dir, 'resnet18_w24.pth'))['state_dict']
     assert all(torch.equal(saved[k], v) for k, v in model.teachers[0].state_dict().items())
 
 

@@ -34,7 +34,7 @@ def test_fixed_normalises_and_checks_teacher_count():
     assert torch.allclose(w.logit, torch.tensor([[0.75, 0.25]] * 3))
     assert torch.allclose(w.feature, torch.tensor([[0.5, 0.5]] * 3))
     with pytest.raises(ValueError, match='3 teachers'):
-        weighting.check_num_teachers(3)
+        weighting.setup(num_teachers=3, num_classes=4)
     with pytest.raises(ValueError, match='non-negative'):
         FixedWeighting(weights=[1, -1])
 

@@ -29,14 +29,15 @@ class Run(NamedTuple):
 
 
 RUNS: List[Run] = [
-    Run('ResNet18-w32', 'teacher', f'{CFG}/teachers/resnet18_w32_shapes10.py', 'resnet18_w32.pth'),
+    Run('ResNet18-w24', 'teacher', f'{CFG}/teachers/resnet18_w24_shapes10.py', 'resnet18_w24.pth'),
     Run('ResNet18-w16', 'teacher', f'{CFG}/teachers/resnet18_w16_shapes10.py', 'resnet18_w16.pth'),
-    Run('MobileNetV2', 'teacher', f'{CFG}/teachers/mobilenet_v2_shapes10.py', 'mobilenet_v2.pth'),
+    Run('ResNet50-w8', 'teacher', f'{CFG}/teachers/resnet50_w8_shapes10.py', 'resnet50_w8.pth'),
     Run('student alone', 'student', f'{CFG}/students/resnet18_w8_shapes10.py'),
     Run('KD: AVER', 'distilled', f'{CFG}/distill/kd_aver_r18w8_shapes10.py'),
     Run('KD: fixed', 'distilled', f'{CFG}/distill/kd_fixed_r18w8_shapes10.py'),
     Run('KD: EBKD (entropy)', 'distilled', f'{CFG}/distill/kd_entropy_r18w8_shapes10.py'),
     Run('KD: CA-MKD (confidence)', 'distilled', f'{CFG}/distill/kd_confidence_r18w8_shapes10.py'),
+    Run('KD: MMKD (meta-learned)', 'distilled', f'{CFG}/distill/kd_mmkd_r18w8_shapes10.py'),
 ]
 
 
@@ -69,9 +70,9 @@ def train_and_test(run: Run, work_root: str, teacher_dir: str, force: bool,
         return result
     os.makedirs(work_dir, exist_ok=True)
     py = sys.executable
-    options = ['--cfg-options', f'model.teachers.0.checkpoint={teacher_dir}/resnet18_w32.pth',
+    options = ['--cfg-options', f'model.teachers.0.checkpoint={teacher_dir}/resnet18_w24.pth',
                f'model.teachers.1.checkpoint={teacher_dir}/resnet18_w16.pth',
-               f'model.teachers.2.checkpoint={teacher_dir}/mobilenet_v2.pth'] \
+               f'model.teachers.2.checkpoint={teacher_dir}/resnet50_w8.pth'] \
         if run.role == 'distilled' else []
     print(f'[demo] {run.name}: training ({osp.relpath(run.config, ROOT)})', flush=True)
     start = time.time()
@@ -140,6 +141,7 @@ def main():
     os.makedirs(teacher_dir, exist_ok=True)
 
     from mmkd_ext.datasets import generate_shapes10
+    from mmkd_ext.engine.plotting import plot_teacher_weights
     meta = generate_shapes10(args.data_root)
     print(f'[demo] Shapes-10 data in {args.data_root}: '
           f'{"already there" if meta["skipped"] else "generated"}')
@@ -147,6 +149,10 @@ def main():
     start = time.time()
     results = [train_and_test(run, args.work_root, teacher_dir, args.force, args.verbose)
                for run in RUNS]
+    weight_plots = [
+        plot_teacher_weights(osp.join(args.work_root, slug(run.name)),
+                             title=f'{run.name}: mean teacher weights')
+        for run in RUNS if run.role == 'distilled']
     table = format_table(results)
     plot_path = osp.join(args.work_root, 'demo_results.png')
     save_plot(results, plot_path)
@@ -155,6 +161,7 @@ def main():
     print(f'\n[demo] finished in {time.time() - start:.0f} s\n')
     print(table)
     print(f'\n[demo] table: {args.work_root}/demo_results.md   plot: {plot_path}')
+    print('[demo] teacher weights over training: ' + ', '.join(weight_plots))
 
 
 if __name__ == '__main__':

@@ -1,0 +1,185 @@
+"""MMKD: weight networks and the bi-level MetaWeightHook."""
+import copy
+import os.path as osp
+import uuid
+
+import pytest
+import torch
+from mmengine.runner import Runner
+
+from mmkd_ext.hooks import MetaWeightHook
+from mmkd_ext.structures import KDStep, TeacherWeights
+from conftest import load_kd_config, make_batch, make_distiller
+
+
+@pytest.fixture
+def mmkd(two_teachers):
+    """A tiny MMKD distiller with an SGD optimizer that has taken one step."""
+    model = make_distiller(two_teachers, weighting=dict(type='MetaWeightNet', batch_size=4))
+    params = [p for n, p in model.named_parameters() if not n.startswith('weighting.')]
+    optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    inputs, samples = make_batch(model, batch_size=4)
+    losses = model(inputs, samples, mode='loss')
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return model, optimizer
+
+
+def test_weights_have_shape_k_and_rows_sum_to_one(mmkd):
+    model, _ = mmkd
+    inputs, samples = make_batch(model, batch_size=4, seed=1)
+    batch, _ = model.compute_kd_batch(inputs, samples)
+    weights = model.weighting(batch)
+    for w in (weights.logit, weights.feature):
+        assert w.shape == (4, 2)
+        assert torch.allclose(w.sum(1), torch.ones(4))
+    assert not torch.equal(weights.logit, weights.feature)
+    assert not weights.logit.requires_grad  # regular step: detached
+
+
+def test_regular_step_sends_no_gradient_to_the_weight_nets(mmkd):
+    model, _ = mmkd
+    inputs, samples = make_batch(model, batch_size=4, seed=2)
+    losses = model(inputs, samples, mode='loss')
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    assert all(p.grad is None for p in model.weighting.parameters())
+    assert model.student.head.fc.weight.grad is not None
+
+
+def test_feature_net_needs_the_configured_batch_size(mmkd):
+    model, _ = mmkd
+    inputs, samples = make_batch(model, batch_size=3)
+    with pytest.raises(ValueError, match='drop_last=True'):
+        model(inputs, samples, mode='loss')
+    model.weighting.feature_input = 'sorted_similarity'  # size-independent variant
+    losses = model(inputs, samples, mode='loss')
+    assert torch.isfinite(losses['loss_kd'])
+
+
+def snapshot(model, optimizer):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            copy.deepcopy(optimizer.state_dict()))
+
+
+def test_lookahead_leaves_student_bn_stats_and_optimizer_bitwise_unchanged(mmkd):
+    model, optimizer = mmkd
+    state, opt_state = snapshot(model, optimizer)
+    inputs, samples = make_batch(model, batch_size=4, seed=3)
+    outer = MetaWeightHook().lookahead_task_loss(model, optimizer, inputs, samples)
+    outer.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.weighting.parameters())
+    after, opt_after = snapshot(model, optimizer)
+    for key in state:
+        assert torch.equal(state[key], after[key]), key
+    for pid, entry in opt_state['state'].items():
+        assert torch.equal(entry['momentum_buffer'], opt_after['state'][pid]['momentum_buffer'])
+    assert model.student.backbone.bn1.num_batches_tracked.item() == 1
+
+
+def test_hypergradient_matches_finite_differences(mmkd):
+    model, optimizer = mmkd
+    model.to(torch.float64)
+    for group in optimizer.state.values():
+        group['momentum_buffer'] = group['momentum_buffer'].double()
+    inputs, samples = make_batch(model, batch_size=4, seed=4)
+    inputs = inputs.double()
+    # One distillation step, then the task-loss step. (With a second distillation
+    # step the nets' student inputs, detached as in MMKD, depend on the stepped
+    # weights; finite differences would include that path, the defined
+    # hypergradient does not.)
+    hook = MetaWeightHook(inner_kd_steps=1, inner_ce_steps=1)
+
+    def outer():
+        return hook.lookahead_task_loss(model, optimizer, inputs, samples)
+
+    outer().backward()
+    checked = 0
+    for param in (model.weighting.logit_net[0].weight, model.weighting.feature_net[2].bias):
+        grad = param.grad.clone()
+        for flat_index in torch.topk(grad.abs().flatten(), 2).indices.tolist():
+            index = torch.unravel_index(torch.tensor(flat_index), param.shape)
+            eps = 1e-5
+            with torch.no_grad():
+                param[index] += eps
+            plus = outer().item()
+            with torch.no_grad():
+                param[index] -= 2 * eps
+            minus = outer().item()
+            with torch.no_grad():
+                param[index] += eps
+            numeric = (plus - minus) / (2 * eps)
+            assert grad[index].item() == pytest.approx(numeric, rel=1e-4, abs=1e-9)
+            checked += 1
+    assert checked == 4
+
+
+def test_hard_buffer_fills_first_then_takes_misclassified_samples(mmkd):
+    from mmpretrain.structures import DataSample
+    model, _ = mmkd
+    hook = MetaWeightHook(buffer_size=4, quiz_batch_size=2)
+
+    def batch_of(indices, labels):
+        samples = [DataSample(metainfo=dict(sample_idx=i)).set_gt_label(l)
+                   for i, l in zip(indices, labels)]
+        return dict(inputs=[], data_samples=samples)
+
+    hook._update_buffer(model, batch_of([0, 1, 2], [0, 0, 0]))
+    hook._update_buffer(model, batch_of([3, 4, 5], [0, 0, 0]))
+    assert hook.buffer.tolist() == [0, 1, 2, 3]  # filled from the first samples
+    # The student predicts classes 0..3; samples 101 and 103 are wrong.
+    data = batch_of([100, 101, 102, 103], [0, 9, 2, 9])
+    logits = torch.eye(10)[:4] * 5
+    batch, _ = model.compute_kd_batch(*make_batch(model, 4))
+    batch.student_logits, batch.data_samples = logits, data['data_samples']
+    model.last_step = KDStep(batch=batch, weights=TeacherWeights(logits, logits))
+    for _ in range(5):
+        hook._update_buffer(model, data)
+    new = set(hook.buffer.tolist()) - {0, 1, 2, 3}
+    assert new and new <= {101, 103}
+
+
+def mmkd_runner(shapes_root, teacher_dir, work_dir, max_iters, interval=2, resume=False):
+    cfg = load_kd_config('mmkd', shapes_root, teacher_dir, max_iters=max_iters)
+    cfg.merge_from_dict({
+        'model.weighting.batch_size': 16,
+        'custom_hooks': [dict(type='mmkd_ext.MetaWeightHook', interval=interval,
+                              buffer_size=32, quiz_batch_size=16)],
+    })
+    cfg.work_dir, cfg.resume = str(work_dir), resume
+    cfg.experiment_name = f'mmkd_{uuid.uuid4().hex[:8]}'
+    cfg.randomness = dict(seed=0, deterministic=True)
+    return Runner.from_cfg(cfg)
+
+
+def test_training_moves_the_nets_and_logs_meta_terms(shapes_root, teacher_dir, tmp_path):
+    runner = mmkd_runner(shapes_root, teacher_dir, tmp_path, max_iters=4, interval=1)
+    before = {k: v.clone() for k, v in runner.model.weighting.state_dict().items()}
+    runner.train()
+    after = runner.model.weighting.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before)
+    scalars = runner.message_hub.log_scalars
+    assert 'train/meta_loss' in scalars and 'train/meta_time_share' in scalars
+    assert 0 < scalars['train/meta_time_share'].current() < 1
+    weights = runner.model.last_step.weights.logit
+    assert weights.std(dim=1).mean() > 0  # not uniform
+
+
+def test_mmkd_resume_equals_an_uninterrupted_run(shapes_root, teacher_dir, tmp_path):
+    from test_training import StopAfter
+    full = mmkd_runner(shapes_root, teacher_dir, tmp_path / 'full', max_iters=6)
+    full.train()
+    crashed = mmkd_runner(shapes_root, teacher_dir, tmp_path / 'resumed', max_iters=6)
+    crashed.register_hook(StopAfter(3))
+    with pytest.raises(KeyboardInterrupt):
+        crashed.train()
+    assert osp.isfile(tmp_path / 'resumed' / 'iter_3.pth')
+    resumed = mmkd_runner(shapes_root, teacher_dir, tmp_path / 'resumed', max_iters=6,
+                          resume=True)
+    resumed.train()
+    expected, got = full.model.state_dict(), resumed.model.state_dict()
+    differ = [k for k in expected if not torch.equal(expected[k], got[k])]
+    assert not differ, differ
+    hooks = [h for h in resumed.hooks if isinstance(h, MetaWeightHook)]
+    full_hook = [h for h in full.hooks if isinstance(h, MetaWeightHook)][0]
+    assert torch.equal(hooks[0].buffer, full_hook.buffer)
