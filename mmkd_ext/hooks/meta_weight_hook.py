@@ -180,16 +180,25 @@ class MetaWeightHook(Hook):
 
     def _meta_step(self, runner, model, data_batch: dict) -> float:
         data = self._quiz_batch(model, data_batch)
-        outer = self.lookahead_task_loss(model, runner.optim_wrapper.optimizer,
-                                         data['inputs'], data['data_samples'])
-        self.meta_optimizer.zero_grad()
-        outer.backward()
+        self.meta_optimizer.zero_grad(set_to_none=True)
+        outer = self.hypergradient(model, runner.optim_wrapper.optimizer,
+                                   data['inputs'], data['data_samples'])
         if get_world_size() > 1:
             for param in model.weighting.parameters():
                 if param.grad is None:
                     param.grad = torch.zeros_like(param)
                 all_reduce(param.grad, op='mean')
         self.meta_optimizer.step()
+        self.meta_optimizer.zero_grad(set_to_none=True)
+        return outer
+
+    def hypergradient(self, model, optimizer: torch.optim.Optimizer,
+                      inputs: torch.Tensor, data_samples: list) -> float:
+        """Accumulate d(outer loss)/d(net parameters) into the nets' ``.grad``;
+        returns the outer loss."""
+        with model.weighting.meta_mode():
+            outer = self.lookahead_task_loss(model, optimizer, inputs, data_samples)
+            outer.backward()
         return outer.item()
 
     def lookahead_task_loss(self, model, optimizer: torch.optim.Optimizer,

@@ -37,9 +37,9 @@ class MetaWeightNet(BaseWeighting):
     the same size. ``feature_input='sorted_similarity'`` makes it size-independent:
     each row is sorted and linearly resampled to ``batch_size`` entries.
 
-    The regular training step uses detached weights, so the nets get no gradient
-    from it; :class:`~mmkd_ext.hooks.MetaWeightHook` trains them inside
-    :meth:`meta_mode`.
+    The nets' parameters have ``requires_grad=False`` except inside
+    :meth:`meta_mode`, so the regular training step sends them no gradient;
+    :class:`~mmkd_ext.hooks.MetaWeightHook` trains them inside that block.
 
     Args:
         batch_size (int): the training batch size B the feature net is built for.
@@ -64,15 +64,21 @@ class MetaWeightNet(BaseWeighting):
         models = num_teachers + 1
         self.logit_net = _weight_mlp(num_classes * models, num_teachers)
         self.feature_net = _weight_mlp(self.batch_size * models, num_teachers)
+        # Outside meta_mode the nets take no gradient: the student optimizer never
+        # moves them and DDP does not wait for their (absent) gradients.
+        self.requires_grad_(False)
 
     @contextmanager
     def meta_mode(self):
-        """Within the block the weights keep their graph to the nets' parameters."""
-        previous, self.differentiable = self.differentiable, True
+        """Within the block the nets require grad and the weights keep their graph."""
+        previous = self.differentiable
+        self.differentiable = True
+        self.requires_grad_(True)
         try:
             yield self
         finally:
             self.differentiable = previous
+            self.requires_grad_(previous)
 
     @property
     def _dtype(self) -> torch.dtype:
