@@ -1,9 +1,3 @@
 # ResNet-18 for 32x32 inputs (CIFAR stem) with 16 base channels: 128-channel 4x4 last stage.
-model = dict(
-    type='ImageClassifier',
-    backbone=dict(type='ResNet_CIFAR', depth=18, num_stages=4, out_indices=(3, ),
-                  stem_channels=16, base_channels=16, style='pytorch'),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='LinearClsHead', num_classes=10, in_channels=128,
-              loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-)
+_base_ = './resnet18_w8.py'
+model = dict(backbone=dict(stem_channels=16, base_channels=16), head=dict(in_channels=128))
