@@ -6,8 +6,8 @@ import torch
 
 from mmkd_ext.distillers import MultiTeacherDistiller
 from mmkd_ext.losses import KLDivergence
-from conftest import (STUDENT_CONFIG, TEACHER_CONFIGS, make_batch, make_distiller, save_checkpoint,
-                      tiny_classifier)
+from conftest import (PREPROCESSOR, STUDENT_CONFIG, TEACHER_CONFIGS, make_batch, make_distiller,
+                      save_checkpoint, tiny_classifier)
 
 
 def test_builds_from_inline_dict_local_file_and_package_path(tmp_path, teacher_dir):
