@@ -184,3 +184,68 @@ def test_mmkd_resume_equals_an_uninterrupted_run(shapes_root, teacher_dir, tmp_p
     hooks = [h for h in resumed.hooks if isinstance(h, MetaWeightHook)]
     full_hook = [h for h in full.hooks if isinstance(h, MetaWeightHook)][0]
     assert torch.equal(hooks[0].buffer, full_hook.buffer)
+
+
+@pytest.mark.parametrize('options', [
+    dict(momentum=0.9, nesterov=True, weight_decay=5e-4),
+    dict(momentum=0.9, dampening=0.1, weight_decay=1e-3),
+    dict(momentum=0.0, weight_decay=1e-3),
+])
+def test_sgd_mirror_matches_torch_sgd(options):
+    from mmkd_ext.engine.unroll import SGDHyperParams
+    torch.manual_seed(0)
+    live = torch.nn.Linear(5, 3)
+    optimizer = torch.optim.SGD(live.parameters(), lr=0.1, **options)
+    data = [torch.randn(8, 5) for _ in range(5)]
+    for x in data[:2]:  # build up a momentum history first
+        optimizer.zero_grad()
+        live(x).pow(2).mean().backward()
+        optimizer.step()
+    named = dict(live.named_parameters())
+    mirror = SGDHyperParams(optimizer, named)
+    params = {n: p.detach().clone().requires_grad_() for n, p in named.items()}
+    for x in data[2:]:
+        loss = torch.func.functional_call(live, params, (x, )).pow(2).mean()
+        grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+        params = {n: p.detach().requires_grad_() for n, p in mirror.step(params, grads).items()}
+        optimizer.zero_grad()
+        live(x).pow(2).mean().backward()
+        optimizer.step()
+    for name, param in live.named_parameters():
+        assert torch.allclose(params[name], param, atol=1e-6), name
+
+
+class OnOtherDevice:
+    """Stands in for a tensor that a checkpoint was mapped to another device with."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def cpu(self):
+        return self.tensor
+
+
+def test_hook_state_is_restored_on_resume_only_and_from_any_device(mmkd):
+    from types import SimpleNamespace
+    model, _ = mmkd
+    saved = MetaWeightHook(seed=1)
+    saved.buffer = torch.arange(7)
+    saved.meta_optimizer = torch.optim.Adam(model.weighting.parameters())
+    checkpoint = {}
+    saved.before_save_checkpoint(None, checkpoint)
+    state = checkpoint['meta_weight_hook']
+    state['buffer'], state['generator'] = map(OnOtherDevice, (state['buffer'], state['generator']))
+
+    def runner(iteration):
+        return SimpleNamespace(model=model, iter=iteration, optim_wrapper=SimpleNamespace(),
+                               train_dataloader=SimpleNamespace(dataset=[], collate_fn=None))
+
+    fresh = MetaWeightHook()
+    fresh.after_load_checkpoint(None, checkpoint)
+    fresh.before_train(runner(0))  # load_from: a new run, the hook starts afresh
+    assert len(fresh.buffer) == 0
+    resumed = MetaWeightHook()
+    resumed.after_load_checkpoint(None, checkpoint)
+    resumed.before_train(runner(3))
+    assert resumed.buffer.tolist() == list(range(7))
+    assert torch.equal(resumed.generator.get_state(), saved.generator.get_state())

@@ -293,9 +293,10 @@ class MultiTeacherDistiller(BaseModel):
 
     def _run_teachers(self, inputs: torch.Tensor, data_samples: list) -> Tuple[list, list]:
         """Head outputs and feature maps of every teacher (no gradient)."""
-        key = (inputs.data_ptr(), tuple(inputs.shape))
-        if self._teacher_cache is not None and key in self._teacher_cache:
-            return self._teacher_cache[key]
+        if self._teacher_cache is not None and id(inputs) in self._teacher_cache:
+            cached_inputs, outputs = self._teacher_cache[id(inputs)]
+            if cached_inputs is inputs:  # the same tensor object, not a reused id
+                return outputs
         heads, maps = [], []
         with torch.no_grad():
             for teacher, convert, recorder in zip(self._teachers, self.input_converters,
@@ -306,7 +307,7 @@ class MultiTeacherDistiller(BaseModel):
                 maps.append(self.task_view.flatten_features(
                     [recorder.outputs[n] for n in self.teacher_layers]))
         if self._teacher_cache is not None:
-            self._teacher_cache[key] = (heads, maps)
+            self._teacher_cache[id(inputs)] = (inputs, (heads, maps))
         return heads, maps
 
     def distill_losses(self, batch: KDBatch, weights: TeacherWeights) -> Dict[str, torch.Tensor]:

@@ -22,6 +22,8 @@ class SGDHyperParams:
         if not isinstance(optimizer, torch.optim.SGD):
             raise TypeError('The meta step mirrors the student optimizer and supports '
                             f'torch.optim.SGD, not {type(optimizer).__name__}.')
+        if any(g.get('maximize') for g in optimizer.param_groups):
+            raise ValueError('The meta step does not support SGD(maximize=True).')
         group_of = {id(p): g for g in optimizer.param_groups for p in g['params']}
         self.groups, self.momentum_buffers = {}, {}
         for name, param in named_params.items():

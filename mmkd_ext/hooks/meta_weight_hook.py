@@ -1,4 +1,5 @@
 """MetaWeightHook: the bi-level update of MMKD's weight networks."""
+import logging
 import random
 import time
 from contextlib import contextmanager
@@ -7,7 +8,9 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.dist import all_reduce, get_world_size
+from mmengine.dataset import ConcatDataset
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import OPTIMIZERS
 
@@ -21,13 +24,13 @@ DISTILL_KEYS = ('loss_kd', 'loss_feat')
 
 @contextmanager
 def isolated_random_state(seed: int):
-    """Run a block with seeded python/numpy/torch RNGs, then restore the global ones,
-    so extra data loading (with random augmentation) leaves training's RNG stream as
-    it was."""
+    """Run a block with seeded python/numpy/torch-CPU RNGs, then restore them, so
+    extra data loading (with random augmentation) leaves training's RNG streams as
+    they were. Device (CUDA) generators are not touched."""
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)
     try:
         yield
     finally:
@@ -71,12 +74,18 @@ class MetaWeightHook(Hook):
     The hard buffer holds dataset indices, read from ``sample_idx`` in the data
     samples' metainfo (mmpretrain's ``PackInputs`` has it by default), and quiz
     samples are loaded through the train dataset's pipeline under the hook's own
-    seeded RNG.
+    seeded RNG (a ``ConcatDataset`` is refused: its samples' ``sample_idx`` index the
+    sub-datasets).
+
+    The hook runs right after the optimizer step of its iteration, before the LR
+    scheduler steps, so the look-ahead uses the learning rate of the step just
+    taken; its time counts in the logged iteration time. Gradient clipping of the
+    student's optimizer wrapper is not mirrored in the look-ahead (a warning says so).
 
     Logged: ``meta_loss`` (the outer task loss) and ``meta_time_share`` (the share of
     training wall time spent in meta steps).
     """
-    priority = 'LOW'
+    priority = 'ABOVE_NORMAL'
 
     def __init__(self,
                  interval: int = 5,
@@ -102,6 +111,7 @@ class MetaWeightHook(Hook):
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer = torch.zeros(0, dtype=torch.long)
         self.meta_seconds = 0.0
+        self._train_seconds = 0.0
         self.meta_optimizer: Optional[torch.optim.Optimizer] = None
         self._resumed_state: Optional[dict] = None
 
@@ -118,17 +128,28 @@ class MetaWeightHook(Hook):
         model = self._distiller(runner)
         self.meta_optimizer = OPTIMIZERS.build(
             dict(self.optimizer_cfg, params=model.weighting.parameters()))
-        if self._resumed_state is not None:
-            state = self._resumed_state
-            self.meta_optimizer.load_state_dict(state['optimizer'])
-            self.buffer = state['buffer'].clone()
-            self.generator.set_state(state['generator'])
-            self.meta_seconds = float(state['meta_seconds'])
-            self._resumed_state = None
+        self._train_seconds = 0.0
+        # Restore only when resuming (runner.iter > 0), not for a plain load_from.
+        if self._resumed_state is not None and runner.iter > 0:
+            self._load_state(self._resumed_state)
+        self._resumed_state = None
         loader = runner.train_dataloader
         self._dataset, self._collate = loader.dataset, loader.collate_fn
-        self._train_seconds = 0.0
+        if self.use_hard_buffer and isinstance(self._dataset, ConcatDataset):
+            raise TypeError('MetaWeightHook cannot map sample_idx of a ConcatDataset back '
+                            'to its samples; set use_hard_buffer=False.')
+        if getattr(runner.optim_wrapper, 'clip_grad_kwargs', None):
+            print_log('MetaWeightHook: the look-ahead steps do not clip gradients as the '
+                      "student's optim_wrapper does.", logger='current', level=logging.WARNING)
         self._iter_start = time.perf_counter()
+
+    def _load_state(self, state: dict) -> None:
+        """Restore the hook from a checkpoint (tensors may arrive on any device)."""
+        self.meta_optimizer.load_state_dict(state['optimizer'])
+        self.buffer = state['buffer'].cpu().clone()
+        self.generator.set_state(state['generator'].cpu())
+        self.meta_seconds = float(state['meta_seconds'])
+        self._train_seconds = float(state.get('train_seconds', 0.0))
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._iter_start = time.perf_counter()
@@ -183,11 +204,10 @@ class MetaWeightHook(Hook):
         self.meta_optimizer.zero_grad(set_to_none=True)
         outer = self.hypergradient(model, runner.optim_wrapper.optimizer,
                                    data['inputs'], data['data_samples'])
-        if get_world_size() > 1:
+        if get_world_size() > 1:  # every rank has the same nets with gradients
             for param in model.weighting.parameters():
-                if param.grad is None:
-                    param.grad = torch.zeros_like(param)
-                all_reduce(param.grad, op='mean')
+                if param.grad is not None:
+                    all_reduce(param.grad, op='mean')
         self.meta_optimizer.step()
         self.meta_optimizer.zero_grad(set_to_none=True)
         return outer
@@ -231,7 +251,8 @@ class MetaWeightHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['meta_weight_hook'] = dict(
             optimizer=self.meta_optimizer.state_dict(), buffer=self.buffer.clone(),
-            generator=self.generator.get_state(), meta_seconds=self.meta_seconds)
+            generator=self.generator.get_state(), meta_seconds=self.meta_seconds,
+            train_seconds=self._train_seconds)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         self._resumed_state = checkpoint.get('meta_weight_hook')
