@@ -70,10 +70,10 @@ def train_and_test(run: Run, work_root: str, teacher_dir: str, force: bool,
         return result
     os.makedirs(work_dir, exist_ok=True)
     py = sys.executable
-    options = ['--cfg-options', f'model.teachers.0.checkpoint={teacher_dir}/resnet18_w24.pth',
-               f'model.teachers.1.checkpoint={teacher_dir}/resnet18_w16.pth',
-               f'model.teachers.2.checkpoint={teacher_dir}/resnet50_w8.pth'] \
-        if run.role == 'distilled' else []
+    teacher_files = [r.export_as for r in RUNS if r.role == 'teacher']
+    options = ['--cfg-options'] + [
+        f'model.teachers.{i}.checkpoint={teacher_dir}/{name}'
+        for i, name in enumerate(teacher_files)] if run.role == 'distilled' else []
     print(f'[demo] {run.name}: training ({osp.relpath(run.config, ROOT)})', flush=True)
     start = time.time()
     run_command([py, 'tools/train.py', run.config, '--work-dir', work_dir, *options],

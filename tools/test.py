@@ -7,15 +7,13 @@ For a distiller config the student is evaluated (the teachers are not run).
 """
 import argparse
 import json
-import os
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 import mmkd_ext  # noqa: F401
-from mmkd_ext.engine.launch import default_work_dir, setup_launcher
+from mmkd_ext.engine.launch import (add_launch_args, build_runner, default_work_dir,
+                                    parse_launch_args, setup_launcher)
 
 
 def parse_args():
@@ -25,14 +23,8 @@ def parse_args():
     parser.add_argument('--work-dir', help='the dir to save the evaluation log')
     parser.add_argument('--out', help='dump predictions to this pickle file')
     parser.add_argument('--metrics-json', help='also write the metrics to this JSON file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value pairs')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_launch_args(parser)
+    return parse_launch_args(parser)
 
 
 def main():
@@ -43,7 +35,7 @@ def main():
     cfg.work_dir = default_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint
     setup_launcher(cfg, args.launcher)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     if args.out:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = {k: float(v) for k, v in runner.test().items()}

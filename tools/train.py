@@ -4,14 +4,12 @@
                                  [--cfg-options k=v ...] [--launcher pytorch]
 """
 import argparse
-import os
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.config import Config
 
 import mmkd_ext  # noqa: F401 (registers mmkd_ext types, weights-only checkpoint loading)
-from mmkd_ext.engine.launch import default_work_dir, enable_amp, setup_launcher
+from mmkd_ext.engine.launch import (add_launch_args, build_runner, default_work_dir,
+                                    enable_amp, parse_launch_args, setup_launcher)
 
 
 def parse_args():
@@ -28,16 +26,8 @@ def parse_args():
                         help='do not evaluate checkpoints during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by the actual batch size')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings of the config, key=value pairs, e.g. '
-        'train_cfg.max_epochs=2 model.weighting.type=mmkd_ext.UniformWeighting')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_launch_args(parser)
+    return parse_launch_args(parser)
 
 
 def merge_args(cfg: Config, args) -> Config:
@@ -62,8 +52,7 @@ def merge_args(cfg: Config, args) -> Config:
 def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    build_runner(cfg).train()
 
 
 if __name__ == '__main__':

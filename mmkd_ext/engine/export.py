@@ -4,7 +4,7 @@ import os.path as osp
 
 import torch
 
-from mmkd_ext.utils.checkpoint import safe_torch_load
+from mmkd_ext.utils.checkpoint import model_state_dict, safe_torch_load
 
 
 def export_student(src: str, dst: str) -> dict:
@@ -19,10 +19,7 @@ def export_student(src: str, dst: str) -> dict:
         ``dict(num_tensors=..., from_distiller=...)``.
     """
     checkpoint = safe_torch_load(src, map_location='cpu')
-    state = checkpoint.get('state_dict', checkpoint)
-    from_distiller = any(k.startswith('student.') for k in state)
-    if from_distiller:
-        state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
+    state, from_distiller = model_state_dict(checkpoint)
     meta = {k: v for k, v in checkpoint.get('meta', {}).items()
             if k in ('dataset_meta', 'epoch', 'iter', 'mmengine_version', 'seed')}
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)

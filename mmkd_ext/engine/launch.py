@@ -1,10 +1,37 @@
 """What tools/train.py and tools/test.py do to a config before building the runner."""
+import argparse
 import os
 import os.path as osp
 
 import torch
 import torch.distributed as dist
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+
+def add_launch_args(parser: argparse.ArgumentParser) -> None:
+    """The flags tools/train.py and tools/test.py share (``--cfg-options``,
+    ``--launcher``, ``--local-rank``)."""
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value pairs, e.g. '
+        'train_cfg.max_epochs=2 model.weighting.type=mmkd_ext.UniformWeighting')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_launch_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse, and export ``LOCAL_RANK`` when the launcher passed it as a flag."""
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_runner(cfg: Config) -> Runner:
+    """MMEngine's runner, or the config's ``runner_type``."""
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
 def default_work_dir(cfg: Config, config_path: str, work_dir: str = None) -> str:

@@ -59,13 +59,13 @@ class SGDHyperParams:
         return new_params
 
 
-def differentiable_sgd_steps(module: nn.Module, params: Params, buffers: Params,
-                             loss_fn: Callable[[nn.Module, Params], torch.Tensor],
+def differentiable_sgd_steps(params: Params, buffers: Params,
+                             loss_fn: Callable[[Params], torch.Tensor],
                              sgd: SGDHyperParams, num_steps: int) -> Params:
-    """``num_steps`` SGD steps on ``loss_fn`` from ``params``, differentiable w.r.t.
-    anything ``loss_fn`` depends on (create_graph)."""
+    """``num_steps`` SGD steps on ``loss_fn(tensors)`` from ``params``, differentiable
+    w.r.t. anything ``loss_fn`` depends on (create_graph)."""
     for _ in range(num_steps):
-        loss = loss_fn(module, {**params, **buffers})
+        loss = loss_fn({**params, **buffers})
         names = list(params)
         grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=True,
                                     allow_unused=True)

@@ -7,8 +7,8 @@ from typing import Optional
 
 import numpy as np
 import torch
-from mmengine.dist import all_reduce, get_world_size
 from mmengine.dataset import ConcatDataset
+from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -231,21 +231,21 @@ class MetaWeightHook(Hook):
         buffers = {n: b.clone() for n, b in model.named_buffers()}
         sgd = SGDHyperParams(optimizer, named)
 
-        def distill_loss(module, tensors):
-            losses = call(module, tensors, inputs, data_samples, mode='loss')
+        def distill_loss(tensors):
+            losses = call(model, tensors, inputs, data_samples, mode='loss')
             return sum_losses(losses, DISTILL_KEYS)
 
-        def task_loss(module, tensors):
-            losses = call(module.student, _student_tensors(tensors), inputs, data_samples,
+        def task_loss(tensors):
+            losses = call(model.student, _student_tensors(tensors), inputs, data_samples,
                           mode='loss')
             return sum_losses(losses)
 
         with model.weighting.meta_mode(), model.lookahead():
-            params = differentiable_sgd_steps(model, params, buffers, distill_loss, sgd,
+            params = differentiable_sgd_steps(params, buffers, distill_loss, sgd,
                                               self.inner_kd_steps)
-            params = differentiable_sgd_steps(model, params, buffers, task_loss, sgd,
+            params = differentiable_sgd_steps(params, buffers, task_loss, sgd,
                                               self.inner_ce_steps)
-            return task_loss(model, {**params, **buffers})
+            return task_loss({**params, **buffers})
 
     # ------------------------------------------------------------ checkpoints
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -9,7 +9,7 @@ one that allows exactly those classes. Any other object makes the load fail with
 """
 import os.path as osp
 import pickle
-from typing import List
+from typing import List, Tuple
 
 import numpy as np
 import torch
@@ -85,6 +85,21 @@ def load_from_local(filename: str, map_location=None):
     return safe_torch_load(filename, map_location)
 
 
+def model_state_dict(checkpoint: dict) -> Tuple[dict, bool]:
+    """The model weights of a loaded checkpoint, and whether it was a distiller's.
+
+    Unwraps MMEngine's ``state_dict`` entry and DDP's ``module.`` prefix; for a
+    distiller checkpoint keeps only the ``student.`` weights, prefix removed.
+    """
+    state = checkpoint.get('state_dict', checkpoint)
+    if any(k.startswith('module.') for k in state):
+        state = {k[len('module.'):]: v for k, v in state.items() if k.startswith('module.')}
+    from_distiller = any(k.startswith('student.') for k in state)
+    if from_distiller:
+        state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
+    return state, from_distiller
+
+
 def load_model_weights(model, path: str, owner: str) -> None:
     """Load a checkpoint into ``model``, requiring every key and shape to fit.
 
@@ -99,13 +114,11 @@ def load_model_weights(model, path: str, owner: str) -> None:
     if not path:
         raise ValueError(f'{owner}: no checkpoint given; set `checkpoint=` to the '
                          'file of its trained weights.')
-    if '://' not in path and not osp.isfile(osp.expanduser(path)):
-        raise FileNotFoundError(f'{owner}: checkpoint not found: {path}')
-    checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    state = checkpoint.get('state_dict', checkpoint)
-    for prefix in ('module.', 'student.'):  # DDP wrapper; student of a distiller
-        if any(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    try:
+        checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f'{owner}: checkpoint not found: {path}') from err
+    state, _ = model_state_dict(checkpoint)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
