@@ -1,8 +1,18 @@
 """What the distiller hands to a weighting method, and what it gets back."""
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
+
+
+def _detach(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    if isinstance(x, list):
+        return [_detach(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _detach(v) for k, v in x.items()}
+    return x
 
 
 @dataclass
@@ -19,6 +29,8 @@ class KDBatch:
             when feature KD is off.
         teacher_loss: ``[B, K]`` per-sample task loss of each teacher on the ground
             truth, filled only when the weighting asks for it.
+        student_loss: ``[B]`` per-sample task loss of the student (detached),
+            filled only when the weighting asks for it.
         student_features: L maps ``[B, C_s, H, W]`` of the student.
         teacher_features: K lists of L maps ``[B, C_t, H, W]``.
         adapted_features: K lists of L adapted student maps, aligned to the teacher.
@@ -29,6 +41,7 @@ class KDBatch:
     logit_kd: torch.Tensor
     feature_kd: Optional[torch.Tensor] = None
     teacher_loss: Optional[torch.Tensor] = None
+    student_loss: Optional[torch.Tensor] = None
     student_features: List[torch.Tensor] = field(default_factory=list)
     teacher_features: List[List[torch.Tensor]] = field(default_factory=list)
     adapted_features: List[List[torch.Tensor]] = field(default_factory=list)
@@ -36,13 +49,7 @@ class KDBatch:
 
     def detached(self) -> 'KDBatch':
         """A copy with every tensor detached (what hooks keep after a step)."""
-        def det(x):
-            if isinstance(x, torch.Tensor):
-                return x.detach()
-            if isinstance(x, list):
-                return [det(v) for v in x]
-            return x
-        return KDBatch(**{k: det(v) for k, v in self.__dict__.items()})
+        return KDBatch(**{k: _detach(v) for k, v in self.__dict__.items()})
 
     @property
     def num_teachers(self) -> int:
@@ -73,6 +80,12 @@ class TeacherWeights:
         logit: ``[B, K]`` weights of the logit terms.
         feature: ``[B, K]`` weights of the feature terms (the logit weights when a
             method has a single set).
+        aux: what the method's training hook needs from the step (e.g. the RL
+            agent's state and actions), by name.
     """
     logit: torch.Tensor
     feature: torch.Tensor
+    aux: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def detached(self) -> 'TeacherWeights':
+        return TeacherWeights(**{k: _detach(v) for k, v in self.__dict__.items()})

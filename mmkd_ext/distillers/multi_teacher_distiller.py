@@ -172,7 +172,7 @@ class MultiTeacherDistiller(BaseModel):
         dummy = torch.zeros(1, *probe_shape)
         student_head, student_maps = self._probe(self.student, self._student_recorder,
                                                   dummy, self.student_layers)
-        adapters = []
+        adapters, teacher_channels = [], []
         for name, teacher, recorder in zip(self.teacher_names, self._teachers,
                                            self._teacher_recorders):
             teacher_head, teacher_maps = self._probe(teacher, recorder, dummy,
@@ -189,9 +189,11 @@ class MultiTeacherDistiller(BaseModel):
                 cfg.update(in_channels=s_map.shape[1], out_channels=t_map.shape[1])
                 per_layer.append(_build_component(MODELS, cfg))
             adapters.append(nn.ModuleList(per_layer))
+            if teacher_maps:
+                teacher_channels.append(teacher_maps[-1].shape[1])
         self.adapters = nn.ModuleList(adapters)
         num_classes = view.sample_logits(student_head).shape[1]
-        self.weighting.setup(len(self._teachers), num_classes)
+        self.weighting.setup(len(self._teachers), num_classes, teacher_channels)
 
     @torch.no_grad()
     def _probe(self, model: nn.Module, recorder: OutputRecorder, dummy: torch.Tensor,
@@ -273,11 +275,13 @@ class MultiTeacherDistiller(BaseModel):
                     [self.feature_kd_loss(s, t) for s, t in pairs]).mean(0))
             feature_kd = torch.stack(per_teacher, dim=1)
 
-        teacher_loss = None
-        if 'teacher_loss' in requires:
-            with torch.no_grad():
+        teacher_loss = student_loss = None
+        with torch.no_grad():
+            if 'teacher_loss' in requires:
                 teacher_loss = torch.stack(
-                    [view.teacher_loss(t, data_samples) for t in teacher_heads], dim=1)
+                    [view.sample_loss(t, data_samples) for t in teacher_heads], dim=1)
+            if 'student_loss' in requires:
+                student_loss = view.sample_loss(student_head, data_samples)
 
         batch = KDBatch(
             student_logits=view.sample_logits(student_head),
@@ -285,6 +289,7 @@ class MultiTeacherDistiller(BaseModel):
             logit_kd=logit_kd,
             feature_kd=feature_kd,
             teacher_loss=teacher_loss,
+            student_loss=student_loss,
             student_features=student_maps,
             teacher_features=teacher_maps,
             adapted_features=adapted,
@@ -310,15 +315,22 @@ class MultiTeacherDistiller(BaseModel):
             self._teacher_cache[id(inputs)] = (inputs, (heads, maps))
         return heads, maps
 
-    def distill_losses(self, batch: KDBatch, weights: TeacherWeights) -> Dict[str, torch.Tensor]:
-        """Weighted KD losses plus per-teacher log values (keys without 'loss')."""
+    def per_sample_distill_losses(self, batch: KDBatch,
+                                  weights: TeacherWeights) -> Dict[str, torch.Tensor]:
+        """``{'loss_kd': [B], 'loss_feat': [B]}``: each sample's weighted logit term
+        ``alpha * sum_k wL KD_k`` and feature term ``beta * sum_k wF FeatKD_k``
+        (a key only when that term is on)."""
         losses = {}
         if self.logit_kd_loss is not None:
-            losses['loss_kd'] = self.logit_kd_weight * (
-                weights.logit * batch.logit_kd).sum(dim=1).mean()
+            losses['loss_kd'] = self.logit_kd_weight * (weights.logit * batch.logit_kd).sum(1)
         if batch.feature_kd is not None:
             losses['loss_feat'] = self.feature_kd_weight * (
-                weights.feature * batch.feature_kd).sum(dim=1).mean()
+                weights.feature * batch.feature_kd).sum(1)
+        return losses
+
+    def distill_losses(self, batch: KDBatch, weights: TeacherWeights) -> Dict[str, torch.Tensor]:
+        """Weighted KD losses plus per-teacher log values (keys without 'loss')."""
+        losses = {k: v.mean() for k, v in self.per_sample_distill_losses(batch, weights).items()}
         for k, name in enumerate(self.teacher_names):
             losses[f'{name}.w_logit'] = weights.logit[:, k].mean().detach()
             if self.logit_kd_loss is not None:
@@ -345,6 +357,5 @@ class MultiTeacherDistiller(BaseModel):
         losses = {f'student.{k}': v for k, v in student_losses.items()}
         losses.update(self.distill_losses(batch, weights))
         if self.training and self._teacher_cache is None:
-            self.last_step = KDStep(batch=batch.detached(), weights=TeacherWeights(
-                logit=weights.logit.detach(), feature=weights.feature.detach()))
+            self.last_step = KDStep(batch=batch.detached(), weights=weights.detached())
         return losses

@@ -1,3 +1,4 @@
 from .meta_weight_hook import MetaWeightHook
+from .rl_agent_hook import RLAgentHook
 
-__all__ = ['MetaWeightHook']
+__all__ = ['MetaWeightHook', 'RLAgentHook']

@@ -8,12 +8,12 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.dataset import ConcatDataset
-from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import OPTIMIZERS
 
+from mmkd_ext.engine.distributed import average_gradients
 from mmkd_ext.engine.unroll import SGDHyperParams, call, differentiable_sgd_steps, sum_losses
 from mmkd_ext.registry import HOOKS
 from mmkd_ext.weighting.meta_weight_net import MetaWeightNet
@@ -204,10 +204,7 @@ class MetaWeightHook(Hook):
         self.meta_optimizer.zero_grad(set_to_none=True)
         outer = self.hypergradient(model, runner.optim_wrapper.optimizer,
                                    data['inputs'], data['data_samples'])
-        if get_world_size() > 1:  # every rank has the same nets with gradients
-            for param in model.weighting.parameters():
-                if param.grad is not None:
-                    all_reduce(param.grad, op='mean')
+        average_gradients(model.weighting.parameters())
         self.meta_optimizer.step()
         self.meta_optimizer.zero_grad(set_to_none=True)
         return outer
@@ -216,7 +213,7 @@ class MetaWeightHook(Hook):
                       inputs: torch.Tensor, data_samples: list) -> float:
         """Accumulate d(outer loss)/d(net parameters) into the nets' ``.grad``;
         returns the outer loss."""
-        with model.weighting.meta_mode():
+        with model.weighting.learning():
             outer = self.lookahead_task_loss(model, optimizer, inputs, data_samples)
             outer.backward()
         return outer.item()
@@ -240,7 +237,7 @@ class MetaWeightHook(Hook):
                           mode='loss')
             return sum_losses(losses)
 
-        with model.weighting.meta_mode(), model.lookahead():
+        with model.weighting.learning(), model.lookahead():
             params = differentiable_sgd_steps(params, buffers, distill_loss, sgd,
                                               self.inner_kd_steps)
             params = differentiable_sgd_steps(params, buffers, task_loss, sgd,

@@ -2,8 +2,8 @@
 
 A task view tells the task-agnostic distiller what a model's raw head output means:
 how to reduce it to per-sample logits ``[B, C]``, how to compute the per-sample
-logit-distillation term ``[B]`` between a student and a teacher output, and each
-teacher's per-sample task loss on the ground truth ``[B]``. Feature recording,
+logit-distillation term ``[B]`` between a student and a teacher output, and the
+per-sample task loss ``[B]`` of a model's output on the ground truth. Feature recording,
 adapters, weighting and loss assembly are shared by all tasks.
 """
 from typing import Any, List, Sequence, Tuple
@@ -40,8 +40,9 @@ class BaseTaskView:
         """Per-sample logit distillation term ``[B]``."""
         raise NotImplementedError
 
-    def teacher_loss(self, teacher_out: Any, data_samples: list) -> torch.Tensor:
-        """Per-sample task loss ``[B]`` of a teacher output on the ground truth."""
+    def sample_loss(self, head_out: Any, data_samples: list) -> torch.Tensor:
+        """Per-sample task loss ``[B]`` of a raw head output (a teacher's or the
+        student's) on the ground truth."""
         raise NotImplementedError
 
     def hard_samples(self, student_logits: torch.Tensor, data_samples: list) -> torch.Tensor:

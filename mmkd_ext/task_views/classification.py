@@ -12,7 +12,7 @@ class ClassificationView(BaseTaskView):
 
     - logits: the head's class scores ``[B, C]``;
     - logit KD: the KD loss on those scores, ``[B]``;
-    - teacher loss: cross-entropy with the label (soft cross-entropy when batch
+    - per-sample loss: cross-entropy with the label (soft cross-entropy when batch
       augmentation turned labels into scores), ``[B]``;
     - features: the last backbone stage by default.
     """
@@ -36,8 +36,8 @@ class ClassificationView(BaseTaskView):
             labels = torch.cat([s.gt_label for s in data_samples])
         return student_logits.argmax(1) != labels.to(student_logits.device)
 
-    def teacher_loss(self, teacher_out, data_samples: list) -> torch.Tensor:
-        logits = self.sample_logits(teacher_out)
+    def sample_loss(self, head_out, data_samples: list) -> torch.Tensor:
+        logits = self.sample_logits(head_out)
         if 'gt_score' in data_samples[0]:
             target = torch.stack([s.gt_score for s in data_samples]).to(logits)
             return -(target * F.log_softmax(logits, dim=1)).sum(dim=1)

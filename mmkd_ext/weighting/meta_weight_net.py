@@ -1,6 +1,5 @@
 """MMKD: per-sample teacher weights predicted by two meta-learned networks."""
-from contextlib import contextmanager
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -38,7 +37,7 @@ class MetaWeightNet(BaseWeighting):
     each row is sorted and linearly resampled to ``batch_size`` entries.
 
     The nets' parameters have ``requires_grad=False`` except inside
-    :meth:`meta_mode`, so the regular training step sends them no gradient;
+    :meth:`learning`, so the regular training step sends them no gradient;
     :class:`~mmkd_ext.hooks.MetaWeightHook` trains them inside that block.
 
     Args:
@@ -56,29 +55,15 @@ class MetaWeightNet(BaseWeighting):
         self.batch_size = int(batch_size)
         self.feature_input = feature_input
         self.normalize_features = normalize_features
-        self.differentiable = False
         self.logit_net: Optional[nn.Module] = None
         self.feature_net: Optional[nn.Module] = None
 
-    def setup(self, num_teachers: int, num_classes: int) -> None:
+    def setup(self, num_teachers: int, num_classes: int,
+              feature_channels: Sequence[int] = ()) -> None:
         models = num_teachers + 1
         self.logit_net = _weight_mlp(num_classes * models, num_teachers)
         self.feature_net = _weight_mlp(self.batch_size * models, num_teachers)
-        # Outside meta_mode the nets take no gradient: the student optimizer never
-        # moves them and DDP does not wait for their (absent) gradients.
-        self.requires_grad_(False)
-
-    @contextmanager
-    def meta_mode(self):
-        """Within the block the nets require grad and the weights keep their graph."""
-        previous = self.differentiable
-        self.differentiable = True
-        self.requires_grad_(True)
-        try:
-            yield self
-        finally:
-            self.differentiable = previous
-            self.requires_grad_(previous)
+        self.requires_grad_(False)  # trained by MetaWeightHook inside learning()
 
     @property
     def _dtype(self) -> torch.dtype:
@@ -119,6 +104,6 @@ class MetaWeightNet(BaseWeighting):
             feature_w = F.softmax(self.feature_net(self._similarity_rows(maps)), dim=1)
         else:
             feature_w = logit_w
-        if not self.differentiable:
+        if not self.is_learning:
             logit_w, feature_w = logit_w.detach(), feature_w.detach()
         return TeacherWeights(logit=logit_w, feature=feature_w)

@@ -52,7 +52,8 @@ class FixedWeighting(BaseWeighting):
             w = w / w.sum()
         return w
 
-    def setup(self, num_teachers: int, num_classes: int) -> None:
+    def setup(self, num_teachers: int, num_classes: int,
+              feature_channels: Sequence[int] = ()) -> None:
         for name in ('logit_weights', 'feature_weights'):
             n = len(getattr(self, name))
             if n != num_teachers:
@@ -93,6 +94,15 @@ class EntropyWeighting(BaseWeighting):
         return TeacherWeights(logit=w, feature=w)
 
 
+def confidence_weights(teacher_loss: torch.Tensor) -> torch.Tensor:
+    """CA-MKD's rule: ``[B, K]`` per-sample losses -> ``[B, K]`` weights
+    ``(1 - softmax_k(loss)) / (K - 1)`` (rows sum to 1; 1 for a single teacher)."""
+    k = teacher_loss.shape[1]
+    if k == 1:
+        return torch.ones_like(teacher_loss)
+    return (1.0 - F.softmax(teacher_loss.detach(), dim=1)) / (k - 1)
+
+
 @MODELS.register_module()
 class ConfidenceWeighting(BaseWeighting):
     """CA-MKD: teachers with a lower task loss on the ground truth weigh more.
@@ -104,9 +114,5 @@ class ConfidenceWeighting(BaseWeighting):
     requires = frozenset({'teacher_loss'})
 
     def forward(self, batch: KDBatch) -> TeacherWeights:
-        k = batch.num_teachers
-        if k == 1:
-            w = self.uniform(batch)
-        else:
-            w = (1.0 - F.softmax(batch.teacher_loss.detach(), dim=1)) / (k - 1)
+        w = confidence_weights(batch.teacher_loss)
         return TeacherWeights(logit=w, feature=w)
