@@ -199,11 +199,14 @@ def test_dynamic_mixing_weights_learn_from_the_same_objective():
 
 def test_stochastic_gradient_estimator_is_unbiased_on_a_bandit():
     """REINFORCE with a baseline: E[-grad objective] = grad E[reward]. Reward of an
-    action a on the simplex: a . v; its expectation under the Dirichlet is softmax . v."""
-    policy = DirichletPolicy(concentration=5.0)
+    action a on the simplex: a . v; its expectation is p . v, p the Dirichlet's mean
+    (1 - eps) softmax + eps / K."""
+    policy = DirichletPolicy(concentration=5.0, exploration=0.1)
     scores = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64, requires_grad=True)
     v = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
-    (true_grad, ) = torch.autograd.grad(F.softmax(scores, 0) @ v, scores)
+    p = 0.9 * F.softmax(scores, 0) + 0.1 / 3
+    (true_grad, ) = torch.autograd.grad(p @ v, scores)
+    assert torch.allclose(policy.mean_action(scores), p)
 
     chunks, n = 40, 2000
     estimates = []
@@ -222,7 +225,13 @@ def test_stochastic_gradient_estimator_is_unbiased_on_a_bandit():
     a1 = policy.act(scores[None], explore=True, seed=7)
     assert torch.equal(a1, policy.act(scores[None], explore=True, seed=7))
     assert torch.equal(state, torch.get_rng_state())
-    assert torch.allclose(policy.act(scores[None], explore=False), F.softmax(scores, 0)[None])
+    assert torch.allclose(policy.act(scores[None], explore=False), p[None])
+    samples = policy.act(scores.expand(20000, 3), explore=True, seed=1)
+    assert torch.allclose(samples.mean(0), p, atol=0.01)
+    # A saturated agent keeps a valid policy with finite log-densities.
+    saturated = torch.tensor([[80.0, -80.0, -80.0]])
+    action = policy.act(saturated, explore=True, seed=0)
+    assert torch.isfinite(policy.objective(saturated, action, None, torch.ones(1), 0.0))
 
 
 def test_bad_configurations_are_clear(two_teachers):
@@ -304,3 +313,19 @@ def test_two_cpu_processes_end_with_identical_agents(shapes_root, teacher_dir, t
     assert any(k.startswith('weighting.agent.') for k in params)
     assert any(k.startswith('adapters.') for k in params)
     assert 'agent_loss' in result.stdout + result.stderr
+
+
+def test_train_and_test_tools_run_mtkd_rl(shapes_root, teacher_dir, tmp_path):
+    from conftest import KD_CONFIG, run_tool
+    from test_tools import cli_options
+    config = KD_CONFIG.format('mtkd_rl_stochastic')
+    options = cli_options(shapes_root, teacher_dir) + ['model.weighting.warmup_epochs=0.4']
+    result = run_tool('tools/train.py', config, '--work-dir', str(tmp_path), *options)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert 'agent_loss' in log and 'agent_reward' in log and 'r18w24.w_logit' in log
+    checkpoint = (tmp_path / 'last_checkpoint').read_text().strip()
+    result = run_tool('tools/test.py', config, checkpoint, '--work-dir', str(tmp_path),
+                      '--metrics-json', str(tmp_path / 'metrics.json'), *options)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 0.0 <= json.loads((tmp_path / 'metrics.json').read_text())['accuracy/top1'] <= 100

@@ -117,3 +117,10 @@ def test_dist_train_runs_two_cpu_processes(shapes_root, teacher_dir, tmp_path):
     assert 'Distributed launcher: pytorch' in log and 'Distributed training: True' in log
     assert "'backend': 'gloo'" in log  # chosen automatically without CUDA
     assert osp.isfile(tmp_path / 'epoch_1.pth')
+
+
+def test_every_benchmark_method_has_a_config():
+    from mmkd_ext.engine.benchmark import METHODS
+    from conftest import CONFIGS
+    for method, name in METHODS.items():
+        assert osp.isfile(osp.join(CONFIGS, 'classification', 'distill', name)), method

@@ -4,7 +4,10 @@
 AVER on the Shapes-10 demo configuration, each in its own process, in one run:
 
     python tools/benchmark.py overhead [--iters 40] [--warmup 5] [--batch-size 64]
-                                       [--methods aver mmkd:5 mmkd:1]
+                                       [--methods aver mmkd:5 mtkd_rl ...]
+
+``METHOD:N`` sets the update interval of the method's hook (MMKD's meta interval,
+MTKD-RL's agent interval); without it the method's config is used as is.
 
 Teachers come from work_dirs/shapes10/teachers (``make demo``) when present;
 otherwise randomly initialised teachers of the same architectures are used (their
@@ -16,7 +19,7 @@ import os
 import os.path as osp
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-KD_CONFIG = osp.join(ROOT, 'configs/classification/distill/kd_aver_r18w8_shapes10.py')
+KD_CONFIGS = osp.join(ROOT, 'configs/classification/distill')
 TEACHERS = ('resnet18_w24', 'resnet18_w16', 'resnet50_w8')
 
 
@@ -44,18 +47,21 @@ def main():
     over.add_argument('--iters', type=int, default=40)
     over.add_argument('--warmup', type=int, default=5)
     over.add_argument('--batch-size', type=int, default=64)
-    over.add_argument('--methods', nargs='+', default=['aver', 'mmkd:5', 'mmkd:1'],
-                      help='METHOD[:INTERVAL] entries; the first must be aver')
+    over.add_argument('--methods', nargs='+',
+                      default=['aver', 'mmkd:5', 'mtkd_rl', 'mtkd_rl_stochastic'],
+                      help='METHOD[:INTERVAL] entries (aver among them); methods: '
+                      'aver fixed entropy confidence mmkd mtkd_rl mtkd_rl_stochastic')
     over.add_argument('--data-root', default=osp.join(ROOT, 'data/shapes10'))
     over.add_argument('--teacher-dir', default=osp.join(ROOT, 'work_dirs/shapes10/teachers'))
     child = sub.add_parser('_child')
     child.add_argument('spec')
     args = parser.parse_args()
 
-    from mmkd_ext.engine.benchmark import format_overhead_table, measure, run_in_subprocess
+    from mmkd_ext.engine.benchmark import (METHODS, format_overhead_table, measure,
+                                           run_in_subprocess)
     if args.mode == '_child':
         spec = json.loads(args.spec)
-        print('BENCH ' + json.dumps(measure(KD_CONFIG, **spec)), flush=True)
+        print('BENCH ' + json.dumps(measure(KD_CONFIGS, **spec)), flush=True)
         return
 
     os.chdir(ROOT)
@@ -69,7 +75,9 @@ def main():
     rows = []
     for entry in args.methods:
         method, _, interval = entry.partition(':')
-        spec = dict(method=method, interval=int(interval or 1), iters=args.iters,
+        if method not in METHODS:
+            parser.error(f'unknown method {method!r}; choose from {sorted(METHODS)}')
+        spec = dict(method=method, interval=int(interval) if interval else None, iters=args.iters,
                     warmup=args.warmup, batch_size=args.batch_size, options=options)
         print(f'[benchmark] {entry}: {args.warmup} warm-up + {args.iters} timed iterations',
               flush=True)

@@ -38,6 +38,9 @@ RUNS: List[Run] = [
     Run('KD: EBKD (entropy)', 'distilled', f'{CFG}/distill/kd_entropy_r18w8_shapes10.py'),
     Run('KD: CA-MKD (confidence)', 'distilled', f'{CFG}/distill/kd_confidence_r18w8_shapes10.py'),
     Run('KD: MMKD (meta-learned)', 'distilled', f'{CFG}/distill/kd_mmkd_r18w8_shapes10.py'),
+    Run('KD: MTKD-RL (deterministic)', 'distilled', f'{CFG}/distill/kd_mtkd_rl_r18w8_shapes10.py'),
+    Run('KD: MTKD-RL (stochastic)', 'distilled',
+        f'{CFG}/distill/kd_mtkd_rl_stochastic_r18w8_shapes10.py'),
 ]
 
 

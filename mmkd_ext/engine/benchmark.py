@@ -12,17 +12,24 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
-#: Method name -> config overrides, applied to the AVER config of the demo.
-METHODS: Dict[str, dict] = {
-    'aver': {},
-    'mmkd': dict(weighting=dict(type='MetaWeightNet'), hook=dict(type='mmkd_ext.MetaWeightHook')),
+#: Method name -> its Shapes-10 distillation config (configs/classification/distill/).
+METHODS: Dict[str, str] = {
+    'aver': 'kd_aver_r18w8_shapes10.py',
+    'fixed': 'kd_fixed_r18w8_shapes10.py',
+    'entropy': 'kd_entropy_r18w8_shapes10.py',
+    'confidence': 'kd_confidence_r18w8_shapes10.py',
+    'mmkd': 'kd_mmkd_r18w8_shapes10.py',
+    'mtkd_rl': 'kd_mtkd_rl_r18w8_shapes10.py',
+    'mtkd_rl_stochastic': 'kd_mtkd_rl_stochastic_r18w8_shapes10.py',
 }
+#: Update-interval keys of the methods' hooks, set by ``METHOD:INTERVAL``.
+INTERVAL_KEYS = ('interval', 'agent_interval')
 
 
 class IterTimer(Hook):
@@ -43,12 +50,13 @@ class IterTimer(Hook):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def measure(config: str, method: str, interval: int, iters: int, warmup: int,
+def measure(config_dir: str, method: str, interval: Optional[int], iters: int, warmup: int,
             batch_size: int, options: dict) -> dict:
-    """Train ``warmup + iters`` iterations in this process; return the figures."""
+    """Train ``warmup + iters`` iterations of ``method`` in this process; return the
+    figures. ``interval`` overrides the update interval of the method's hook."""
     from mmengine.runner import Runner
     import mmkd_ext  # noqa: F401
-    cfg = Config.fromfile(config)
+    cfg = Config.fromfile(osp.join(config_dir, METHODS[method]))
     cfg.merge_from_dict(options)
     cfg.merge_from_dict({
         'train_dataloader.batch_size': batch_size,
@@ -59,12 +67,16 @@ def measure(config: str, method: str, interval: int, iters: int, warmup: int,
         'default_hooks.logger.interval': 10**9,
         'param_scheduler': [],
     })
-    spec = METHODS[method]
-    if 'weighting' in spec:
-        cfg.model.weighting = dict(spec['weighting'], batch_size=batch_size)
-    if 'hook' in spec:
-        cfg.custom_hooks = [dict(spec['hook'], interval=interval,
-                                 quiz_batch_size=batch_size)]
+    if 'batch_size' in cfg.model.weighting:  # MMKD's feature net is sized by the batch
+        cfg.model.weighting.batch_size = batch_size
+    if 'warmup_epochs' in cfg.model.weighting:  # time the agent acting, not its warm-up
+        cfg.model.weighting.warmup_epochs = 0
+    for hook in cfg.get('custom_hooks', []):
+        if 'quiz_batch_size' in hook:
+            hook['quiz_batch_size'] = batch_size
+        for key in INTERVAL_KEYS:
+            if key in hook and interval is not None:
+                hook[key] = interval
     cfg.work_dir = osp.join('work_dirs', 'benchmark', f'{method}_{uuid.uuid4().hex[:6]}')
     cfg.experiment_name = osp.basename(cfg.work_dir)
     runner = Runner.from_cfg(cfg)
@@ -92,11 +104,11 @@ def run_in_subprocess(args: List[str]) -> dict:
 
 def format_overhead_table(rows: List[dict]) -> str:
     base = next(r for r in rows if r['method'] == 'aver')
-    lines = ['| method | meta interval | s/iter (mean) | s/iter (median) | time vs AVER '
+    lines = ['| method | update interval | s/iter (mean) | s/iter (median) | time vs AVER '
              f'| peak {"GPU" if base["device"] == "cuda" else "RSS"} MiB | memory vs AVER |',
              '|---|---|---|---|---|---|---|']
     for r in rows:
-        interval = '-' if r['method'] == 'aver' else r['interval']
+        interval = r['interval'] or '-'  # '-': the config's own interval (if any)
         lines.append(f'| {r["method"]} | {interval} | {r["sec_per_iter"]:.3f} | '
                      f'{r["median"]:.3f} | {r["sec_per_iter"] / base["sec_per_iter"]:.2f}x | '
                      f'{r["peak_mib"]:.0f} | {r["peak_mib"] / base["peak_mib"]:.2f}x |')

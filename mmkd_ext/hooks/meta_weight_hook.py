@@ -8,15 +8,14 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.dataset import ConcatDataset
-from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import OPTIMIZERS
 
 from mmkd_ext.engine.distributed import average_gradients
 from mmkd_ext.engine.unroll import SGDHyperParams, call, differentiable_sgd_steps, sum_losses
 from mmkd_ext.registry import HOOKS
 from mmkd_ext.weighting.meta_weight_net import MetaWeightNet
+from .base import WeightingTrainerHook
 
 #: Loss keys of the distiller that make up the distillation objective.
 DISTILL_KEYS = ('loss_kd', 'loss_feat')
@@ -44,7 +43,7 @@ def _student_tensors(tensors: dict) -> dict:
 
 
 @HOOKS.register_module()
-class MetaWeightHook(Hook):
+class MetaWeightHook(WeightingTrainerHook):
     """Trains :class:`~mmkd_ext.weighting.MetaWeightNet` by bi-level optimisation.
 
     Every ``interval`` iterations, after the regular step:
@@ -85,7 +84,8 @@ class MetaWeightHook(Hook):
     Logged: ``meta_loss`` (the outer task loss) and ``meta_time_share`` (the share of
     training wall time spent in meta steps).
     """
-    priority = 'ABOVE_NORMAL'
+    weighting_type = MetaWeightNet
+    checkpoint_key = 'meta_weight_hook'
 
     def __init__(self,
                  interval: int = 5,
@@ -113,26 +113,14 @@ class MetaWeightHook(Hook):
         self.meta_seconds = 0.0
         self._train_seconds = 0.0
         self.meta_optimizer: Optional[torch.optim.Optimizer] = None
-        self._resumed_state: Optional[dict] = None
 
     # ------------------------------------------------------------------ set-up
-    @staticmethod
-    def _distiller(runner):
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        if not isinstance(getattr(model, 'weighting', None), MetaWeightNet):
-            raise TypeError('MetaWeightHook needs a distiller whose weighting is '
-                            "MetaWeightNet: set model.weighting=dict(type='MetaWeightNet').")
-        return model
-
     def before_train(self, runner) -> None:
-        model = self._distiller(runner)
+        model = self.distiller(runner)
         self.meta_optimizer = OPTIMIZERS.build(
             dict(self.optimizer_cfg, params=model.weighting.parameters()))
         self._train_seconds = 0.0
-        # Restore only when resuming (runner.iter > 0), not for a plain load_from.
-        if self._resumed_state is not None and runner.iter > 0:
-            self._load_state(self._resumed_state)
-        self._resumed_state = None
+        self.restore_on_resume(runner)
         loader = runner.train_dataloader
         self._dataset, self._collate = loader.dataset, loader.collate_fn
         if self.use_hard_buffer and isinstance(self._dataset, ConcatDataset):
@@ -143,20 +131,12 @@ class MetaWeightHook(Hook):
                       "student's optim_wrapper does.", logger='current', level=logging.WARNING)
         self._iter_start = time.perf_counter()
 
-    def _load_state(self, state: dict) -> None:
-        """Restore the hook from a checkpoint (tensors may arrive on any device)."""
-        self.meta_optimizer.load_state_dict(state['optimizer'])
-        self.buffer = state['buffer'].cpu().clone()
-        self.generator.set_state(state['generator'].cpu())
-        self.meta_seconds = float(state['meta_seconds'])
-        self._train_seconds = float(state.get('train_seconds', 0.0))
-
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._iter_start = time.perf_counter()
 
     # ------------------------------------------------------------ every step
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        model = self._distiller(runner)
+        model = self.distiller(runner)
         if self.use_hard_buffer:
             self._update_buffer(model, data_batch)
         if (runner.iter + 1) % self.interval == 0:
@@ -245,11 +225,14 @@ class MetaWeightHook(Hook):
             return task_loss({**params, **buffers})
 
     # ------------------------------------------------------------ checkpoints
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint['meta_weight_hook'] = dict(
-            optimizer=self.meta_optimizer.state_dict(), buffer=self.buffer.clone(),
-            generator=self.generator.get_state(), meta_seconds=self.meta_seconds,
-            train_seconds=self._train_seconds)
+    def state_dict(self) -> dict:
+        return dict(optimizer=self.meta_optimizer.state_dict(), buffer=self.buffer.clone(),
+                    generator=self.generator.get_state(), meta_seconds=self.meta_seconds,
+                    train_seconds=self._train_seconds)
 
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        self._resumed_state = checkpoint.get('meta_weight_hook')
+    def load_state_dict(self, state: dict) -> None:
+        self.meta_optimizer.load_state_dict(state['optimizer'])
+        self.buffer = state['buffer'].cpu().clone()
+        self.generator.set_state(state['generator'].cpu())
+        self.meta_seconds = float(state['meta_seconds'])
+        self._train_seconds = float(state.get('train_seconds', 0.0))

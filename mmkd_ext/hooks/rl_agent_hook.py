@@ -3,13 +3,12 @@ from typing import Dict, List, Optional
 
 import torch
 from mmengine.dist import all_reduce, get_rank, get_world_size
-from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.registry import OPTIMIZERS
 
 from mmkd_ext.engine.distributed import average_gradients
 from mmkd_ext.registry import HOOKS
 from mmkd_ext.weighting.rl_agent import RLAgentWeighting
+from .base import WeightingTrainerHook
 
 
 def standardized_reward(reward: torch.Tensor) -> torch.Tensor:
@@ -24,7 +23,7 @@ def standardized_reward(reward: torch.Tensor) -> torch.Tensor:
 
 
 @HOOKS.register_module()
-class RLAgentHook(Hook):
+class RLAgentHook(WeightingTrainerHook):
     """Trains the agent of :class:`~mmkd_ext.weighting.RLAgentWeighting`.
 
     After every training iteration it stores the step's transition: the agent
@@ -68,7 +67,8 @@ class RLAgentHook(Hook):
         baseline_momentum (float): momentum of the running-mean baseline.
         seed (int): seed of the exploration noise.
     """
-    priority = 'ABOVE_NORMAL'
+    weighting_type = RLAgentWeighting
+    checkpoint_key = 'rl_agent_hook'
 
     def __init__(self,
                  agent_interval: int = 1000,
@@ -92,33 +92,22 @@ class RLAgentHook(Hook):
         self.store: List[Dict[str, torch.Tensor]] = []
         self.baseline: Optional[float] = None
         self.optimizer: Optional[torch.optim.Optimizer] = None
-        self._resumed_state: Optional[dict] = None
 
     # ------------------------------------------------------------------ set-up
-    @staticmethod
-    def _distiller(runner):
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        if not isinstance(getattr(model, 'weighting', None), RLAgentWeighting):
-            raise TypeError('RLAgentHook needs a distiller whose weighting is '
-                            "RLAgentWeighting: set model.weighting=dict(type='RLAgentWeighting').")
-        return model
-
     def before_train(self, runner) -> None:
-        weighting = self._distiller(runner).weighting
+        weighting = self.distiller(runner).weighting
         self.optimizer = OPTIMIZERS.build(dict(self.optimizer_cfg,
                                                params=weighting.parameters()))
         self.iters_per_epoch = max(len(runner.train_dataloader), 1)
-        if self._resumed_state is not None and runner.iter > 0:
-            self._load_state(self._resumed_state)
-        self._resumed_state = None
+        self.restore_on_resume(runner)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         seed = ((self.seed * 1_000_003 + get_rank()) * 1_000_003 + runner.iter) % 2**62
-        self._distiller(runner).weighting.begin_step(runner.iter / self.iters_per_epoch, seed)
+        self.distiller(runner).weighting.begin_step(runner.iter / self.iters_per_epoch, seed)
 
     # ------------------------------------------------------------ every step
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        model = self._distiller(runner)
+        model = self.distiller(runner)
         weighting = model.weighting
         step = model.last_step
         reward = -(step.batch.student_loss + sum(
@@ -165,18 +154,13 @@ class RLAgentHook(Hook):
             self.baseline = m * self.baseline + (1 - m) * float(mean)
 
     # ------------------------------------------------------------ checkpoints
-    def _load_state(self, state: dict) -> None:
-        """Restore from a checkpoint (tensors may arrive on any device)."""
+    def state_dict(self) -> dict:
+        return dict(optimizer=self.optimizer.state_dict(),
+                    store=[{k: v.cpu() for k, v in t.items()} for t in self.store],
+                    baseline=self.baseline)
+
+    def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state['optimizer'])
         self.store = [{k: v.to(self.store_device or v.device) for k, v in t.items()}
                       for t in state['store']]
         self.baseline = state['baseline']
-
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint['rl_agent_hook'] = dict(
-            optimizer=self.optimizer.state_dict(),
-            store=[{k: v.cpu() for k, v in t.items()} for t in self.store],
-            baseline=self.baseline)
-
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        self._resumed_state = checkpoint.get('rl_agent_hook')

@@ -59,29 +59,40 @@ class DeterministicPolicy(BasePolicy):
 
 @MODELS.register_module()
 class DirichletPolicy(BasePolicy):
-    """A true stochastic policy: ``a ~ Dirichlet(concentration * softmax(scores))``,
-    trained by REINFORCE with a baseline:
-    ``loss = -mean_i (r_i - b) * log p(a_i | s_i)``.
+    """A true stochastic policy: ``a ~ Dirichlet(concentration * p)`` with
+    ``p = (1 - exploration) * softmax(scores) + exploration / K``, trained by
+    REINFORCE with a baseline: ``loss = -mean_i (r_i - b) * log p(a_i | s_i)``.
 
-    The mean action ``softmax(scores)`` is used outside training.
-    ``concentration`` is the total Dirichlet mass: larger values explore less.
+    ``p`` is the policy's mean action, used outside training. ``concentration``
+    is the total Dirichlet mass (larger explores less); the ``exploration`` share
+    of uniform weight keeps every concentration at least
+    ``concentration * exploration / K``, so the policy cannot collapse onto one
+    teacher and its log-density stays finite.
 
     Args:
         concentration (float): total concentration ``alpha_0``.
-        min_weight (float): sampled weights are clipped to ``[min_weight, 1]`` and
-            renormalised, so their log-density stays finite.
+        exploration (float): share of the uniform distribution in ``p``, in [0, 1).
+        min_weight (float): sampled weights are clipped to at least ``min_weight``
+            and renormalised.
     """
     stochastic = True
 
-    def __init__(self, concentration: float = 10.0, min_weight: float = 1e-6):
+    def __init__(self, concentration: float = 10.0, exploration: float = 0.1,
+                 min_weight: float = 1e-6):
         super().__init__()
-        if concentration <= 0:
-            raise ValueError(f'DirichletPolicy.concentration must be > 0, got {concentration}')
+        if concentration <= 0 or not 0 <= exploration < 1:
+            raise ValueError('DirichletPolicy needs concentration > 0 and exploration in '
+                             f'[0, 1), got {concentration} and {exploration}.')
         self.concentration = float(concentration)
+        self.exploration = float(exploration)
         self.min_weight = float(min_weight)
 
+    def mean_action(self, scores):
+        k = scores.shape[-1]
+        return (1 - self.exploration) * F.softmax(scores, dim=-1) + self.exploration / k
+
     def distribution(self, scores: torch.Tensor) -> Dirichlet:
-        return Dirichlet(self.concentration * F.softmax(scores.float(), dim=-1))
+        return Dirichlet(self.concentration * self.mean_action(scores.float()))
 
     def act(self, scores, explore, seed=None):
         if not explore:

@@ -2,4 +2,5 @@
 # Dirichlet distribution during training and it learns by REINFORCE with a
 # running-mean baseline; its mean action is used outside training.
 _base_ = './kd_mtkd_rl_r18w8_shapes10.py'
-model = dict(weighting=dict(policy=dict(type='DirichletPolicy', concentration=10.0)))
+model = dict(
+    weighting=dict(policy=dict(type='DirichletPolicy', concentration=10.0, exploration=0.1)))
