@@ -5,6 +5,7 @@ can name ``mmkd_ext.MultiTeacherDistiller`` from any default scope, and with
 ``default_scope='mmkd_ext'`` the ``locations`` below are imported on first use
 (no ``custom_imports`` needed).
 """
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
@@ -22,6 +23,10 @@ MODELS = Registry(
 #: Training hooks (teacher-weight logging, meta / agent updates).
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='mmkd_ext', locations=['mmkd_ext.hooks'])
+
+#: Datasets (checked variants of the libraries' datasets).
+DATASETS = Registry(
+    'dataset', parent=MMENGINE_DATASETS, scope='mmkd_ext', locations=['mmkd_ext.datasets'])
 
 #: Task views: what "logits", "KD term", "teacher loss" and "features" mean per task.
 TASK_VIEWS = Registry(

@@ -2,10 +2,12 @@
 
     python tools/make_data.py classification [--out data/shapes10] [--train 2000]
                                              [--val 500] [--seed 0]
+    python tools/make_data.py detection [--out data/coco_shapes] [--train 800]
+                                        [--val 200] [--size 160] [--seed 0]
 """
 import argparse
 
-from mmkd_ext.datasets import generate_shapes10
+from mmkd_ext.datasets import generate_coco_shapes, generate_shapes10
 
 
 def main():
@@ -16,11 +18,22 @@ def main():
     cls.add_argument('--train', type=int, default=2000)
     cls.add_argument('--val', type=int, default=500)
     cls.add_argument('--seed', type=int, default=0)
+    det = sub.add_parser('detection', help='Shapes-COCO, COCO instances layout')
+    det.add_argument('--out', default='data/coco_shapes')
+    det.add_argument('--train', type=int, default=800)
+    det.add_argument('--val', type=int, default=200)
+    det.add_argument('--size', type=int, default=160, help='image side in pixels')
+    det.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
-    meta = generate_shapes10(args.out, args.train, args.val, args.seed)
+    if args.task == 'classification':
+        meta = generate_shapes10(args.out, args.train, args.val, args.seed)
+        name, unit = 'Shapes-10', f'{len(meta["classes"])} classes'
+    else:
+        meta = generate_coco_shapes(args.out, args.train, args.val, args.seed, args.size)
+        name, unit = 'Shapes-COCO', f'{len(meta["categories"])} categories'
     state = 'already there, skipped' if meta['skipped'] else 'written'
-    print(f"Shapes-10 at {args.out}: {meta['num_train']} train / {meta['num_val']} "
-          f'val images, {len(meta["classes"])} classes ({state}).')
+    print(f"{name} at {args.out}: {meta['num_train']} train / {meta['num_val']} "
+          f'val images, {unit} ({state}).')
 
 
 if __name__ == '__main__':

@@ -1,4 +1,10 @@
+from .coco_check import CheckedCocoDataset, CocoAnnotationError, check_coco_annotations
+from .coco_shapes import CATEGORIES as COCO_SHAPES_CATEGORIES
+from .coco_shapes import generate_coco_shapes
 from .shapes import CLASSES as SHAPES10_CLASSES
 from .shapes import generate_shapes10
 
-__all__ = ['generate_shapes10', 'SHAPES10_CLASSES']
+__all__ = [
+    'generate_shapes10', 'SHAPES10_CLASSES', 'generate_coco_shapes', 'COCO_SHAPES_CATEGORIES',
+    'check_coco_annotations', 'CheckedCocoDataset', 'CocoAnnotationError'
+]

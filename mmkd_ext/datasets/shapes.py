@@ -16,7 +16,7 @@ Layout written (the one ``mmpretrain.datasets.CustomDataset`` reads)::
 import json
 import os
 import os.path as osp
-from typing import Dict
+from typing import Dict, Tuple
 
 import cv2
 import numpy as np
@@ -25,7 +25,7 @@ CLASSES = ('disc', 'ring', 'square', 'frame', 'triangle', 'plus', 'cross',
            'h_stripes', 'v_stripes', 'checker')
 
 
-def _shape_mask(cls: int, u: np.ndarray, v: np.ndarray, r: float, freq: float) -> np.ndarray:
+def shape_mask(cls: int, u: np.ndarray, v: np.ndarray, r: float, freq: float) -> np.ndarray:
     """Boolean mask of class ``cls`` in shape-centred coordinates ``u, v``."""
     au, av, rr = np.abs(u), np.abs(v), u * u + v * v
     box = (au < r) & (av < r)
@@ -52,29 +52,46 @@ def _shape_mask(cls: int, u: np.ndarray, v: np.ndarray, r: float, freq: float) -
     return box & (np.sin(u * freq) * np.sin(v * freq) > 0)
 
 
-def render_image(cls: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
-    """One ``[size, size, 3]`` uint8 BGR image of class ``cls``."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    background = rng.uniform(20, 235, size=3)
+def draw_background(rng: np.random.Generator, size: int,
+                    max_strokes: int = 2) -> Tuple[np.ndarray, np.ndarray]:
+    """A ``[size, size, 3]`` float background (a tint, a horizontal gradient and up
+    to ``max_strokes`` thin clutter strokes of random colours) and its tint."""
+    xx = np.mgrid[0:size, 0:size][1].astype(np.float32)
+    tint = rng.uniform(20, 235, size=3)
     gradient = rng.uniform(-40, 40, size=3)[None, None] * (xx / size)[..., None]
-    img = np.broadcast_to(background, (size, size, 3)) + gradient
-
-    # Clutter: a few random thin strokes.
-    for _ in range(rng.integers(0, 3)):
+    img = np.broadcast_to(tint, (size, size, 3)) + gradient
+    for _ in range(rng.integers(0, max_strokes + 1)):
         p0, p1 = rng.integers(0, size, 2), rng.integers(0, size, 2)
         stroke = np.zeros((size, size), np.uint8)
         cv2.line(stroke, tuple(int(c) for c in p0), tuple(int(c) for c in p1), 1, 1)
         img = np.where(stroke[..., None] > 0, rng.uniform(0, 255, 3), img)
+    return img, tint
+
+
+def draw_shape(img: np.ndarray, cls: int, rng: np.random.Generator, cx: float, cy: float,
+               r: float, reference: np.ndarray) -> np.ndarray:
+    """Paint a shape of class ``cls`` (radius ``r``, small random rotation) centred at
+    ``(cx, cy)`` in a colour that contrasts with ``reference`` (a BGR triple);
+    returns its boolean mask ``[H, W]``."""
+    height, width = img.shape[:2]
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    theta = rng.uniform(-0.3, 0.3)
+    u = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
+    v = -(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)
+    mask = shape_mask(cls, u, v, r, freq=rng.uniform(1.2, 1.8))
+    colour = reference + rng.choice([-1, 1], 3) * rng.uniform(70, 140, 3)
+    img[mask] = np.clip(colour, 0, 255)
+    return mask
+
+
+def render_image(cls: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """One ``[size, size, 3]`` uint8 BGR image of class ``cls``."""
+    img, tint = draw_background(rng, size)
 
     # The class shape.
     r = rng.uniform(6.5, 12.0)
     cx, cy = rng.uniform(r, size - r, 2)
-    theta = rng.uniform(-0.3, 0.3)
-    u = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
-    v = -(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)
-    mask = _shape_mask(cls, u, v, r, freq=rng.uniform(1.2, 1.8))
-    colour = background + rng.choice([-1, 1], 3) * rng.uniform(70, 140, 3)
-    img = np.where(mask[..., None], np.clip(colour, 0, 255), img)
+    draw_shape(img, cls, rng, cx, cy, r, tint)
 
     # Occasional occluding patch.
     if rng.random() < 0.2:
