@@ -17,6 +17,7 @@ from mmkd_ext.utils.recorder import OutputRecorder
 #: Task view used when the config names none, by the student's library.
 DEFAULT_TASK_VIEWS = {
     'mmpretrain': 'ClassificationView',
+    'mmdet': 'DenseDetectionView',
 }
 
 
@@ -103,6 +104,7 @@ class MultiTeacherDistiller(BaseModel):
                 f'task_view=dict(type=...) (registered: {sorted(TASK_VIEWS.module_dict)}).')
         view_cfg = copy.deepcopy(task_view) or dict(type=DEFAULT_TASK_VIEWS[student_scope])
         self.task_view = _build_component(TASK_VIEWS, view_cfg)
+        self.task_view.bind(self.student)
 
         logit_kd = copy.deepcopy(logit_kd)
         self.logit_kd_weight = 0.0 if logit_kd is None else float(logit_kd.pop('weight', 1.0))
@@ -177,7 +179,8 @@ class MultiTeacherDistiller(BaseModel):
                                            self._teacher_recorders):
             teacher_head, teacher_maps = self._probe(teacher, recorder, dummy,
                                                      self.teacher_layers)
-            view.check_compatible(student_head, teacher_head, f'teacher {name!r}')
+            view.check_compatible(student_head, teacher_head, f'teacher {name!r}',
+                                  head_kd=self.logit_kd_loss is not None)
             if len(student_maps) != len(teacher_maps):
                 raise ValueError(
                     f'Feature KD: the student layers {self.student_layers} give '
@@ -203,8 +206,10 @@ class MultiTeacherDistiller(BaseModel):
         try:
             with recorder:
                 head_out = model(dummy, None, mode='tensor')
-            maps = self.task_view.flatten_features(
-                [recorder.outputs[n] for n in layers])
+            # mode='tensor' may call the head's forward directly (mmdet): only the
+            # feature layers are read here.
+            recorded = recorder.last_outputs(layers)
+            maps = self.task_view.flatten_features([recorded[n] for n in layers])
         finally:
             model.train(was_training)
         return head_out, maps

@@ -1,4 +1,4 @@
 from .feature_mse import FeatureMSE
-from .kl_divergence import KLDivergence
+from .kl_divergence import KLDivergence, SigmoidKLDivergence
 
-__all__ = ['KLDivergence', 'FeatureMSE']
+__all__ = ['KLDivergence', 'SigmoidKLDivergence', 'FeatureMSE']

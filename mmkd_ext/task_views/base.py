@@ -50,8 +50,13 @@ class BaseTaskView:
         ``[B, C]`` (:meth:`sample_logits`)."""
         raise NotImplementedError
 
-    def check_compatible(self, student_out: Any, teacher_out: Any, teacher_name: str) -> None:
-        """Raise a clear error if the two outputs cannot be distilled (called once)."""
+    def bind(self, student: nn.Module) -> None:
+        """Read what the view needs from the student model (called once, first)."""
+
+    def check_compatible(self, student_out: Any, teacher_out: Any, teacher_name: str,
+                         head_kd: bool = True) -> None:
+        """Raise a clear error if the two outputs cannot be distilled (called once);
+        ``head_kd`` tells whether the head outputs are compared directly."""
         s, t = self.sample_logits(student_out), self.sample_logits(teacher_out)
         if s.shape[1:] != t.shape[1:]:
             raise ValueError(

@@ -54,7 +54,11 @@ class OutputRecorder:
     @property
     def outputs(self) -> Dict[str, object]:
         """The last output of each module (KeyError names a module never called)."""
-        missing = [n for n, c in self.calls.items() if not c]
+        return self.last_outputs(self.calls)
+
+    def last_outputs(self, names) -> Dict[str, object]:
+        """The last output of each of ``names`` (KeyError names a module never called)."""
+        missing = [n for n in names if not self.calls[n]]
         if missing:
             raise KeyError(f'These modules did not run in the forward pass: {missing}.')
-        return {n: c[-1] for n, c in self.calls.items()}
+        return {n: self.calls[n][-1] for n in names}

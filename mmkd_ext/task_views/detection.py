@@ -1,0 +1,151 @@
+"""Task view of mmdet detectors with dense (per-location) classification heads."""
+from typing import Any, List
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmkd_ext.registry import TASK_VIEWS
+from .base import BaseTaskView
+
+
+def _gt_boxes(sample) -> torch.Tensor:
+    boxes = sample.gt_instances.bboxes
+    return boxes.tensor if hasattr(boxes, 'tensor') else boxes
+
+
+@TASK_VIEWS.register_module()
+class DenseDetectionView(BaseTaskView):
+    """Task view of one-stage mmdet detectors with sigmoid dense heads (RetinaNet,
+    FCOS, ATSS, GFL): the head's first output, a list over FPN levels of class
+    scores ``[B, A*C, H_l, W_l]`` (A anchors per location, C classes).
+
+    - per-image logits ``[B, C]``: each class's highest score over all levels,
+      locations and anchors;
+    - logit KD ``[B]``: the KD loss (``SigmoidKLDivergence`` for sigmoid heads) at
+      every location and anchor, averaged per image over all of them, optionally
+      weighted by the teacher's confidence there (its highest class probability);
+    - per-image task loss ``[B]`` (a documented proxy for the detection loss): the
+      sigmoid focal loss of the class scores against centre-sampled targets (a
+      location is positive for the classes of the ground-truth boxes containing
+      its centre), summed and divided by the number of positives;
+    - hard images (MMKD's buffer): some ground-truth class of the image scores
+      below 0.5 everywhere;
+    - features: every FPN level (the ``neck`` output) by default.
+
+    Head KD needs teacher and student heads with the same levels, anchors and
+    classes; otherwise the distiller stops with an error at construction.
+
+    Args:
+        weight_by_teacher_score (bool): weight the locations of the KD average by
+            the teacher's highest class probability there.
+        focal_alpha (float), focal_gamma (float): of the task-loss proxy.
+    """
+    head_module = 'bbox_head'
+    default_feature_layers = ('neck', )
+
+    def __init__(self, weight_by_teacher_score: bool = False, focal_alpha: float = 0.25,
+                 focal_gamma: float = 2.0):
+        self.weight_by_teacher_score = weight_by_teacher_score
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+        self.num_classes = None
+
+    def bind(self, student: nn.Module) -> None:
+        head = getattr(student, self.head_module, None)
+        if head is None or not hasattr(head, 'cls_out_channels'):
+            raise TypeError(f'{type(self).__name__} needs a detector with a dense '
+                            f'{self.head_module!r} (RetinaNet, FCOS, ATSS, GFL); got '
+                            f'{type(student).__name__}.')
+        if not getattr(head, 'use_sigmoid_cls', True):
+            raise ValueError(f'{type(head).__name__} classifies with a softmax; '
+                             f'{type(self).__name__} supports sigmoid dense heads.')
+        self.num_classes = head.cls_out_channels
+
+    # -------------------------------------------------------------- helpers
+    def _levels(self, head_out: Any) -> List[torch.Tensor]:
+        """Class scores per level, each ``[B, A, C, H*W]``."""
+        levels = head_out[0]
+        c = self.num_classes
+        return [x.reshape(x.shape[0], x.shape[1] // c, c, -1) for x in levels]
+
+    # -------------------------------------------------------------- the view
+    def sample_logits(self, head_out: Any) -> torch.Tensor:
+        per_level = [x.amax(dim=(1, 3)) for x in self._levels(head_out)]  # [B, C] each
+        return torch.stack(per_level).amax(0)
+
+    def logit_kd(self, kd_loss: nn.Module, student_out: Any, teacher_out: Any,
+                 data_samples: list) -> torch.Tensor:
+        terms, weights = [], []
+        for s, t in zip(self._levels(student_out), self._levels(teacher_out)):
+            b, a, c, n = s.shape
+            term = kd_loss(s.transpose(1, 2).reshape(b, c, a * n),
+                           t.transpose(1, 2).reshape(b, c, a * n))  # [B, A*N]
+            terms.append(term)
+            if self.weight_by_teacher_score:
+                weights.append(t.sigmoid().amax(2).reshape(b, a * n))
+        term = torch.cat(terms, dim=1)
+        if not self.weight_by_teacher_score:
+            return term.mean(1)
+        weight = torch.cat(weights, dim=1)
+        return (term * weight).sum(1) / weight.sum(1).clamp_min(1e-6)
+
+    def sample_loss(self, head_out: Any, data_samples: list) -> torch.Tensor:
+        pad_h, pad_w = data_samples[0].metainfo['batch_input_shape']
+        c = self.num_classes
+        total = positives = 0.0
+        for raw in head_out[0]:
+            b, channels, h, w = raw.shape
+            x = raw.reshape(b, channels // c, c, h * w)
+            target = self._centre_targets(data_samples, h, w, pad_h / h, pad_w / w, x)
+            target = target[:, None].expand_as(x)  # [B, A, C, H*W]
+            p = x.sigmoid()
+            ce = F.binary_cross_entropy_with_logits(x, target, reduction='none')
+            p_t = p * target + (1 - p) * (1 - target)
+            alpha = self.focal_alpha * target + (1 - self.focal_alpha) * (1 - target)
+            total = total + (alpha * (1 - p_t)**self.focal_gamma * ce).sum(dim=(1, 2, 3))
+            positives = positives + target.sum(dim=(1, 2, 3))
+        return total / positives.clamp_min(1.0)
+
+    def _centre_targets(self, data_samples: list, h: int, w: int, stride_y: float,
+                        stride_x: float, like: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H*W]`` 0/1: a location is positive for the class of every ground
+        truth box that contains its centre."""
+        c = self.num_classes
+        ys = (torch.arange(h, device=like.device, dtype=like.dtype) + 0.5) * stride_y
+        xs = (torch.arange(w, device=like.device, dtype=like.dtype) + 0.5) * stride_x
+        cy, cx = torch.meshgrid(ys, xs, indexing='ij')
+        cy, cx = cy.reshape(-1), cx.reshape(-1)
+        targets = like.new_zeros(len(data_samples), c, h * w)
+        for i, sample in enumerate(data_samples):
+            boxes = _gt_boxes(sample).to(like)
+            labels = sample.gt_instances.labels.to(like.device)
+            if len(boxes) == 0:
+                continue
+            inside = ((cx[None] >= boxes[:, :1]) & (cx[None] <= boxes[:, 2:3])
+                      & (cy[None] >= boxes[:, 1:2]) & (cy[None] <= boxes[:, 3:4]))
+            targets[i].index_add_(0, labels, inside.to(like))
+        return targets.clamp_max(1.0)
+
+    def hard_samples(self, student_logits: torch.Tensor, data_samples: list) -> torch.Tensor:
+        hard = []
+        for logits, sample in zip(student_logits, data_samples):
+            labels = sample.gt_instances.labels.to(logits.device)
+            hard.append(bool(len(labels)) and bool((logits[labels] < 0).any()))
+        return torch.tensor(hard, device=student_logits.device)
+
+    def check_compatible(self, student_out: Any, teacher_out: Any, teacher_name: str,
+                         head_kd: bool = True) -> None:
+        s_shapes = [tuple(x.shape[1:]) for x in student_out[0]]
+        t_shapes = [tuple(x.shape[1:]) for x in teacher_out[0]]
+        if head_kd and s_shapes != t_shapes:
+            raise ValueError(
+                f'Head KD: {teacher_name} gives class scores of shapes {t_shapes} per level '
+                f'(anchors*classes, H, W) but the student {s_shapes}; the heads differ in '
+                'classes, anchors or strides. Align the configs, or distil features only '
+                '(logit_kd=None and feature_kd=dict(...)).')
+        if any(shape[0] % self.num_classes for shape in t_shapes):
+            raise ValueError(
+                f'{teacher_name} has class-score channels {[s[0] for s in t_shapes]}, not a '
+                f'multiple of the student\'s {self.num_classes} classes: teachers and student '
+                'must share the label set.')
