@@ -193,3 +193,72 @@ def test_hard_images_are_those_with_a_missed_class():
     logits = torch.full((3, 4), -3.0)
     logits[0, 1] = 2.0  # image 0 finds its class; image 1 misses it; image 2 has none
     assert view.hard_samples(logits, samples).tolist() == [False, True, False]
+
+
+def tiny_faster_rcnn(width=8, num_classes=NUM_CLASSES):
+    """A Faster R-CNN with the tiny RetinaNet's backbone and FPN."""
+    base = tiny_retinanet(width)
+    return dict(
+        type='FasterRCNN', data_preprocessor=base['data_preprocessor'],
+        backbone=base['backbone'], neck=base['neck'],
+        rpn_head=dict(
+            type='RPNHead', in_channels=16, feat_channels=16,
+            anchor_generator=dict(type='AnchorGenerator', scales=[4], ratios=[0.5, 1.0, 2.0],
+                                  strides=[8, 16, 32, 64]),
+            bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[.0, .0, .0, .0],
+                            target_stds=[1.0, 1.0, 1.0, 1.0]),
+            loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
+            loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
+        roi_head=dict(
+            type='StandardRoIHead',
+            bbox_roi_extractor=dict(type='SingleRoIExtractor',
+                                    roi_layer=dict(type='RoIAlign', output_size=7,
+                                                   sampling_ratio=0),
+                                    out_channels=16, featmap_strides=[8, 16, 32, 64]),
+            bbox_head=dict(type='Shared2FCBBoxHead', in_channels=16, fc_out_channels=32,
+                           roi_feat_size=7, num_classes=num_classes,
+                           bbox_coder=dict(type='DeltaXYWHBBoxCoder',
+                                           target_means=[0., 0., 0., 0.],
+                                           target_stds=[0.1, 0.1, 0.2, 0.2]),
+                           reg_class_agnostic=False,
+                           loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                                         loss_weight=1.0),
+                           loss_bbox=dict(type='L1Loss', loss_weight=1.0))),
+        train_cfg=dict(
+            rpn=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.7, neg_iou_thr=0.3,
+                                   min_pos_iou=0.3, match_low_quality=True, ignore_iof_thr=-1),
+                     sampler=dict(type='RandomSampler', num=64, pos_fraction=0.5,
+                                  neg_pos_ub=-1, add_gt_as_proposals=False),
+                     allowed_border=-1, pos_weight=-1, debug=False),
+            rpn_proposal=dict(nms_pre=200, max_per_img=100, nms=dict(type='nms', iou_threshold=0.7),
+                              min_bbox_size=0),
+            rcnn=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.5,
+                                    min_pos_iou=0.5, match_low_quality=False, ignore_iof_thr=-1),
+                      sampler=dict(type='RandomSampler', num=64, pos_fraction=0.25,
+                                   neg_pos_ub=-1, add_gt_as_proposals=True),
+                      pos_weight=-1, debug=False)),
+        test_cfg=dict(
+            rpn=dict(nms_pre=200, max_per_img=100, nms=dict(type='nms', iou_threshold=0.7),
+                     min_bbox_size=0),
+            rcnn=dict(score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5), max_per_img=20)))
+
+
+def test_faster_rcnn_distils_rpn_objectness_and_fpn_features(tmp_path):
+    from mmkd_ext.distillers import MultiTeacherDistiller
+    teachers = [dict(name=f'f{w}', config=tiny_faster_rcnn(w),
+                     checkpoint=save_checkpoint(tiny_faster_rcnn(w), tmp_path / f'{w}.pth', w))
+                for w in (12, 8)]
+    torch.manual_seed(0)
+    model = MultiTeacherDistiller(
+        student=tiny_faster_rcnn(8), teachers=teachers, probe_shape=(3, 64, 64),
+        logit_kd=dict(type='SigmoidKLDivergence', weight=1.0), feature_kd=dict(weight=1.0),
+        weighting=dict(type='ConfidenceWeighting'))
+    model.train()
+    assert model.task_view.head_module == 'rpn_head'
+    inputs, samples = det_batch(model)
+    losses = model.loss(inputs, samples)
+    batch = model.last_step.batch
+    assert batch.student_logits.shape == (2, 1) and batch.logit_kd.shape == (2, 2)
+    assert len(batch.student_features) == 4
+    assert {'student.loss_rpn_cls', 'student.loss_cls', 'loss_kd', 'loss_feat'} <= set(losses)
+    assert (batch.logit_kd > 0).all() and torch.isfinite(batch.teacher_loss).all()

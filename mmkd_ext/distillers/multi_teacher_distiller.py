@@ -205,9 +205,8 @@ class MultiTeacherDistiller(BaseModel):
         model.eval()
         try:
             with recorder:
-                head_out = model(dummy, None, mode='tensor')
-            # mode='tensor' may call the head's forward directly (mmdet): only the
-            # feature layers are read here.
+                head_out = self.task_view.teacher_forward(model, dummy, None)
+            # The head output is the view's; only the feature layers are recorded here.
             recorded = recorder.last_outputs(layers)
             maps = self.task_view.flatten_features([recorded[n] for n in layers])
         finally:

@@ -28,7 +28,9 @@ class BaseTaskView:
 
     def teacher_forward(self, teacher: nn.Module, inputs: torch.Tensor,
                         data_samples: list) -> Any:
-        """Raw head output of a teacher (called under ``torch.no_grad``)."""
+        """Raw head output of a model, the structure the student's recorded
+        ``head_module`` output has (teachers every step, under ``torch.no_grad``;
+        every model once at construction)."""
         return teacher(inputs, data_samples, mode='tensor')
 
     def sample_logits(self, head_out: Any) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Task view of mmdet detectors with dense (per-location) classification heads."""
-from typing import Any, List
+from typing import Any, List, Optional
 
 import torch
 import torch.nn as nn
@@ -33,10 +33,18 @@ class DenseDetectionView(BaseTaskView):
       below 0.5 everywhere;
     - features: every FPN level (the ``neck`` output) by default.
 
+    Two-stage detectors (Faster R-CNN): the dense head is the RPN (``rpn_head``,
+    one objectness class), so head KD distils the proposals' objectness and the
+    per-image logits are ``[B, 1]``; feature KD covers every FPN level. The RoI
+    head is not distilled.
+
     Head KD needs teacher and student heads with the same levels, anchors and
     classes; otherwise the distiller stops with an error at construction.
 
     Args:
+        head (str, optional): the dense head's attribute name; by default
+            ``bbox_head``, or ``rpn_head`` for a detector without a dense
+            ``bbox_head``.
         weight_by_teacher_score (bool): weight the locations of the KD average by
             the teacher's highest class probability there.
         focal_alpha (float), focal_gamma (float): of the task-loss proxy.
@@ -44,14 +52,20 @@ class DenseDetectionView(BaseTaskView):
     head_module = 'bbox_head'
     default_feature_layers = ('neck', )
 
-    def __init__(self, weight_by_teacher_score: bool = False, focal_alpha: float = 0.25,
-                 focal_gamma: float = 2.0):
+    def __init__(self, head: Optional[str] = None, weight_by_teacher_score: bool = False,
+                 focal_alpha: float = 0.25, focal_gamma: float = 2.0):
+        self.head = head
         self.weight_by_teacher_score = weight_by_teacher_score
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.num_classes = None
 
     def bind(self, student: nn.Module) -> None:
+        if self.head is not None:
+            self.head_module = self.head
+        elif not hasattr(getattr(student, 'bbox_head', None), 'cls_out_channels') \
+                and getattr(student, 'rpn_head', None) is not None:
+            self.head_module = 'rpn_head'
         head = getattr(student, self.head_module, None)
         if head is None or not hasattr(head, 'cls_out_channels'):
             raise TypeError(f'{type(self).__name__} needs a detector with a dense '
@@ -62,7 +76,19 @@ class DenseDetectionView(BaseTaskView):
                              f'{type(self).__name__} supports sigmoid dense heads.')
         self.num_classes = head.cls_out_channels
 
+    def teacher_forward(self, teacher: nn.Module, inputs: torch.Tensor,
+                        data_samples: list) -> Any:
+        """The dense head's raw outputs (``mode='tensor'`` of a two-stage detector
+        would run the RPN's post-processing and the RoI head instead)."""
+        return getattr(teacher, self.head_module)(teacher.extract_feat(inputs))
+
     # -------------------------------------------------------------- helpers
+    def _labels(self, sample, device) -> torch.Tensor:
+        """Ground-truth labels in the head's classes (a single-class head, e.g. the
+        RPN, sees every object as class 0)."""
+        labels = sample.gt_instances.labels.to(device)
+        return torch.zeros_like(labels) if self.num_classes == 1 else labels
+
     def _levels(self, head_out: Any) -> List[torch.Tensor]:
         """Class scores per level, each ``[B, A, C, H*W]``."""
         levels = head_out[0]
@@ -119,7 +145,7 @@ class DenseDetectionView(BaseTaskView):
         targets = like.new_zeros(len(data_samples), c, h * w)
         for i, sample in enumerate(data_samples):
             boxes = _gt_boxes(sample).to(like)
-            labels = sample.gt_instances.labels.to(like.device)
+            labels = self._labels(sample, like.device)
             if len(boxes) == 0:
                 continue
             inside = ((cx[None] >= boxes[:, :1]) & (cx[None] <= boxes[:, 2:3])
@@ -130,7 +156,7 @@ class DenseDetectionView(BaseTaskView):
     def hard_samples(self, student_logits: torch.Tensor, data_samples: list) -> torch.Tensor:
         hard = []
         for logits, sample in zip(student_logits, data_samples):
-            labels = sample.gt_instances.labels.to(logits.device)
+            labels = self._labels(sample, logits.device)
             hard.append(bool(len(labels)) and bool((logits[labels] < 0).any()))
         return torch.tensor(hard, device=student_logits.device)
 
