@@ -65,7 +65,6 @@ def test_weights_sum_to_one_after_mixing(options, three_teachers):
         for w in (weights.logit, weights.feature):
             assert w.shape == (6, 3) and (w > 0).all()
             assert torch.allclose(w.sum(1), torch.ones(6), atol=1e-5)
-            assert not w.requires_grad
 
 
 def test_mixing_is_a_third_each_of_agent_confidence_and_gap(two_teachers):
@@ -156,7 +155,7 @@ def _objective_by_hand(params, t):
     return total
 
 
-def test_agent_update_takes_the_sgd_step_the_objective_says(two_teachers):
+def test_agent_update_takes_the_sgd_step_the_objective_says():
     weighting, transition = _hand_made_transition()
     agent = weighting.agent
     names = [agent.trunk[0].weight, agent.logit_head.weight, agent.logit_head.bias,
@@ -184,7 +183,7 @@ def test_agent_update_takes_the_sgd_step_the_objective_says(two_teachers):
 
 
 def test_dynamic_mixing_weights_learn_from_the_same_objective():
-    weighting, transition = _hand_made_transition()
+    _, transition = _hand_made_transition()
     weighting = RLAgentWeighting(hidden_channels=5, dynamic=True, warmup_epochs=0)
     weighting.setup(2, 3, (2, 2))
     assert torch.allclose(weighting.mixing(), torch.full((2, 3), 1 / 3))
@@ -289,10 +288,33 @@ def test_rl_resume_equals_an_uninterrupted_run(method, shapes_root, teacher_dir,
     assert str(hook.optimizer.state_dict()) == str(full_hook.optimizer.state_dict())
 
 
-def test_two_cpu_processes_end_with_identical_agents(shapes_root, teacher_dir, tmp_path):
+def test_stochastic_actions_stay_on_the_simplex_under_autocast(two_teachers):
+    """bfloat16 autocast (CPU): the agent runs in bf16, the stored actions keep a
+    density and the update runs."""
+    model = rl_distiller(two_teachers, policy='stochastic')
+    inputs, samples = make_batch(model, batch_size=6)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        model.loss(inputs, samples)
+    aux = model.last_step.weights.aux
+    assert aux['actions'].dtype == torch.float32
+    hook = RLAgentHook()
+    hook.optimizer = torch.optim.SGD(model.weighting.parameters(), lr=0.1)
+    hook.store = [dict(aux, reward=torch.rand(6))]
+    assert torch.isfinite(torch.tensor(hook.update_agent(model.weighting)))
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize('method', ['mtkd_rl', 'mtkd_rl_stochastic'])
+def test_two_cpu_processes_end_with_identical_agents(method, shapes_root, teacher_dir, tmp_path):
     if torch.cuda.is_available():
         pytest.skip('covers the CPU (gloo) path')
-    cfg_path = osp.join(ROOT, 'configs/classification/distill/kd_mtkd_rl_r18w8_shapes10.py')
+    cfg_path = osp.join(ROOT, f'configs/classification/distill/kd_{method}_r18w8_shapes10.py')
     from conftest import kd_overrides
     options = kd_overrides(shapes_root, teacher_dir, batch_size=8, max_iters=6)
     options.update({'model.weighting.warmup_epochs': 0.1,
@@ -301,7 +323,7 @@ def test_two_cpu_processes_end_with_identical_agents(shapes_root, teacher_dir, t
     env = dict(os.environ, PYTHONPATH=ROOT)
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-         '--master_port', '29617', osp.join(ROOT, 'tests', 'dist_state_driver.py'),
+         '--master_port', str(free_port()), osp.join(ROOT, 'tests', 'dist_state_driver.py'),
          cfg_path, str(tmp_path), json.dumps(options)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]

@@ -77,6 +77,8 @@ def measure(config_dir: str, method: str, interval: Optional[int], iters: int, w
         for key in INTERVAL_KEYS:
             if key in hook and interval is not None:
                 hook[key] = interval
+    interval = next((hook[key] for hook in cfg.get('custom_hooks', [])
+                     for key in INTERVAL_KEYS if key in hook), None)
     cfg.work_dir = osp.join('work_dirs', 'benchmark', f'{method}_{uuid.uuid4().hex[:6]}')
     cfg.experiment_name = osp.basename(cfg.work_dir)
     runner = Runner.from_cfg(cfg)
@@ -108,7 +110,7 @@ def format_overhead_table(rows: List[dict]) -> str:
              f'| peak {"GPU" if base["device"] == "cuda" else "RSS"} MiB | memory vs AVER |',
              '|---|---|---|---|---|---|---|']
     for r in rows:
-        interval = r['interval'] or '-'  # '-': the config's own interval (if any)
+        interval = r['interval'] or '-'  # '-': the method has no update hook
         lines.append(f'| {r["method"]} | {interval} | {r["sec_per_iter"]:.3f} | '
                      f'{r["median"]:.3f} | {r["sec_per_iter"] / base["sec_per_iter"]:.2f}x | '
                      f'{r["peak_mib"]:.0f} | {r["peak_mib"] / base["peak_mib"]:.2f}x |')

@@ -2,18 +2,17 @@
 from typing import Iterable
 
 import torch
-from mmengine.dist import all_reduce, get_world_size
+from mmengine.dist import all_reduce_params, get_world_size
 
 
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
-    """Average ``.grad`` over ranks in place (no-op in a single process).
+    """Average ``.grad`` over ranks in place, in one coalesced collective (no-op in
+    a single process).
 
     Parameters without a gradient are skipped; every rank runs the same code path,
     so all ranks skip the same ones. After the same optimizer step, parameters
     that were identical stay identical on every rank.
     """
-    if get_world_size() == 1:
-        return
-    for param in params:
-        if param.grad is not None:
-            all_reduce(param.grad, op='mean')
+    grads = [p.grad for p in params if p.grad is not None]
+    if get_world_size() > 1 and grads:
+        all_reduce_params(grads, coalesce=True, op='mean')

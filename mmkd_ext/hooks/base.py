@@ -1,7 +1,9 @@
 """What the hooks that train a weighting method have in common."""
+import logging
 from typing import Optional
 
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 
@@ -18,8 +20,10 @@ class WeightingTrainerHook(Hook):
       their optimizer exists.
     """
     priority = 'ABOVE_NORMAL'  # right after the optimizer step, before the LR scheduler
-    weighting_type: type = object
-    checkpoint_key: str = ''
+    weighting_type: type  # set by subclasses
+    checkpoint_key: str
+    _resumed_state: Optional[dict] = None  # from after_load_checkpoint
+    _loaded_checkpoint: bool = False
 
     def distiller(self, runner):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -37,13 +41,17 @@ class WeightingTrainerHook(Hook):
         raise NotImplementedError
 
     def restore_on_resume(self, runner) -> None:
-        state: Optional[dict] = getattr(self, '_resumed_state', None)
-        if state is not None and runner.iter > 0:
-            self.load_state_dict(state)
+        if runner.iter > 0 and self._resumed_state is not None:
+            self.load_state_dict(self._resumed_state)
+        elif runner.iter > 0 and self._resumed_state is None and self._loaded_checkpoint:
+            print_log(f'{type(self).__name__}: the resumed checkpoint has no '
+                      f'{self.checkpoint_key!r} state; the hook starts afresh.',
+                      logger='current', level=logging.WARNING)
         self._resumed_state = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[self.checkpoint_key] = self.state_dict()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._loaded_checkpoint = True
         self._resumed_state = checkpoint.get(self.checkpoint_key)

@@ -13,13 +13,11 @@ from .base import WeightingTrainerHook
 
 def standardized_reward(reward: torch.Tensor) -> torch.Tensor:
     """``[B]`` -> ``[B]``: ``(r - mean) / std`` within the batch, clipped to [0, 1]
-    (zeros when the batch has fewer than 2 samples or no spread)."""
+    (zeros when the batch has fewer than 2 samples or no spread). No host sync."""
     if reward.numel() < 2:
         return torch.zeros_like(reward)
-    std = reward.std()
-    if not torch.isfinite(std) or std == 0:
-        return torch.zeros_like(reward)
-    return ((reward - reward.mean()) / std).clamp(0.0, 1.0)
+    centred = reward - reward.mean()
+    return (centred / reward.std().clamp_min(1e-12)).clamp(0.0, 1.0)
 
 
 @HOOKS.register_module()
@@ -29,7 +27,9 @@ class RLAgentHook(WeightingTrainerHook):
     After every training iteration it stores the step's transition: the agent
     state, the rule weights, the sampled actions (stochastic policies) and the
     reward, i.e. minus each sample's total loss
-    ``task loss + alpha * sum_m wL KD_m + beta * sum_m wF FeatKD_m`` of the step,
+    ``task loss + alpha * sum_m wL KD_m + beta * sum_m wF FeatKD_m`` of the step
+    (the reference's with the configured KD weights; ``alpha`` is 1 there; the task
+    loss is the task view's per-sample loss, cross-entropy for classification),
     standardised within the batch and clipped to [0, 1]. Every ``agent_interval``
     iterations, at each epoch end (every ``len(train_dataloader)`` iterations)
     and whenever ``max_stored`` transitions are stored, it makes one pass over the
@@ -51,7 +51,11 @@ class RLAgentHook(WeightingTrainerHook):
     exploration noise of step ``t`` on rank ``r`` is seeded from ``(seed, r, t)``.
 
     Checkpoints hold the optimizer state, the store and the baseline; they are
-    restored on ``--resume`` (not on a plain ``load_from``).
+    restored on ``--resume`` (not on a plain ``load_from``). Only rank 0 writes
+    checkpoints: in a multi-process run a checkpoint taken while transitions are
+    pending keeps rank 0's, which every rank resumes from (the ranks stay identical
+    but the run departs from an uninterrupted one until the next update). Epoch
+    checkpoints with the default epoch-end update never hold pending transitions.
 
     Logged: ``agent_reward`` (batch mean of minus the per-sample total loss) every
     iteration, ``agent_loss`` (mean objective of an update pass) per update.
@@ -65,7 +69,8 @@ class RLAgentHook(WeightingTrainerHook):
             ``'cuda'``; ``None`` keeps them where they were computed).
         optimizer (dict): the agent's optimizer.
         baseline_momentum (float): momentum of the running-mean baseline.
-        seed (int): seed of the exploration noise.
+        seed (int, optional): seed of the exploration noise; by default the
+            runner's seed (``randomness.seed``).
     """
     weighting_type = RLAgentWeighting
     checkpoint_key = 'rl_agent_hook'
@@ -77,7 +82,7 @@ class RLAgentHook(WeightingTrainerHook):
                  store_device: Optional[str] = 'cpu',
                  optimizer: dict = dict(type='SGD', lr=0.1),
                  baseline_momentum: float = 0.9,
-                 seed: int = 0):
+                 seed: Optional[int] = None):
         if agent_interval < 1 or max_stored < 1:
             raise ValueError('agent_interval and max_stored must be >= 1.')
         if not 0.0 <= baseline_momentum < 1.0:
@@ -92,6 +97,8 @@ class RLAgentHook(WeightingTrainerHook):
         self.store: List[Dict[str, torch.Tensor]] = []
         self.baseline: Optional[float] = None
         self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.iters_per_epoch = 1  # len(train_dataloader), set in before_train
+        self._noise_seed = 0 if seed is None else seed
 
     # ------------------------------------------------------------------ set-up
     def before_train(self, runner) -> None:
@@ -99,10 +106,11 @@ class RLAgentHook(WeightingTrainerHook):
         self.optimizer = OPTIMIZERS.build(dict(self.optimizer_cfg,
                                                params=weighting.parameters()))
         self.iters_per_epoch = max(len(runner.train_dataloader), 1)
+        self._noise_seed = self.seed if self.seed is not None else int(runner.seed or 0)
         self.restore_on_resume(runner)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        seed = ((self.seed * 1_000_003 + get_rank()) * 1_000_003 + runner.iter) % 2**62
+        seed = ((self._noise_seed * 1_000_003 + get_rank()) * 1_000_003 + runner.iter) % 2**62
         self.distiller(runner).weighting.begin_step(runner.iter / self.iters_per_epoch, seed)
 
     # ------------------------------------------------------------ every step
@@ -126,32 +134,32 @@ class RLAgentHook(WeightingTrainerHook):
         """One optimizer step per stored batch, then clear the store; returns the
         mean objective."""
         device = weighting.agent.logit_head.weight.device
-        total = 0.0
+        batch_rewards = self._mean_rewards() if weighting.policy.stochastic else None
+        losses = []
         with weighting.learning():
-            for transition in self.store:
+            for idx, transition in enumerate(self.store):
                 transition = {k: v.to(device) for k, v in transition.items()}
                 self.optimizer.zero_grad(set_to_none=True)
                 loss = weighting.agent_loss(transition, self.baseline or 0.0)
                 loss.backward()
                 average_gradients(weighting.parameters())
                 self.optimizer.step()
-                total += loss.item()
-                if weighting.policy.stochastic:
-                    self._update_baseline(transition['reward'])
+                losses.append(loss.detach())
+                if batch_rewards is not None:  # the baseline follows, never leads
+                    m = self.baseline_momentum
+                    reward = float(batch_rewards[idx])
+                    self.baseline = reward if self.baseline is None else (
+                        m * self.baseline + (1 - m) * reward)
         self.optimizer.zero_grad(set_to_none=True)
-        mean = total / len(self.store)
         self.store = []
-        return mean
+        return torch.stack(losses).mean().item()
 
-    def _update_baseline(self, reward: torch.Tensor) -> None:
-        mean = reward.mean()
+    def _mean_rewards(self) -> torch.Tensor:
+        """Mean reward of each stored batch, averaged over ranks (one collective)."""
+        means = torch.stack([t['reward'].float().mean() for t in self.store])
         if get_world_size() > 1:
-            all_reduce(mean, op='mean')
-        if self.baseline is None:
-            self.baseline = float(mean)
-        else:
-            m = self.baseline_momentum
-            self.baseline = m * self.baseline + (1 - m) * float(mean)
+            all_reduce(means, op='mean')
+        return means.cpu()
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:

@@ -21,6 +21,7 @@ class BaseWeighting(nn.Module):
     gradient and DDP does not wait for one.
     """
     requires: frozenset = frozenset()
+    _learning: bool = False  # True inside learning()
 
     def setup(self, num_teachers: int, num_classes: int,
               feature_channels: Sequence[int] = ()) -> None:
@@ -41,7 +42,7 @@ class BaseWeighting(nn.Module):
     @property
     def is_learning(self) -> bool:
         """True inside :meth:`learning`."""
-        return getattr(self, '_learning', False)
+        return self._learning
 
     @contextmanager
     def learning(self):

@@ -92,20 +92,25 @@ class DirichletPolicy(BasePolicy):
         return (1 - self.exploration) * F.softmax(scores, dim=-1) + self.exploration / k
 
     def distribution(self, scores: torch.Tensor) -> Dirichlet:
-        return Dirichlet(self.concentration * self.mean_action(scores.float()))
+        """In float32 at least (also under autocast)."""
+        dtype = torch.promote_types(scores.dtype, torch.float32)
+        return Dirichlet(self.concentration * self.mean_action(scores.to(dtype)))
 
     def act(self, scores, explore, seed=None):
         if not explore:
             return self.mean_action(scores)
         with torch.no_grad(), _seeded(seed, scores.device):
             action = self.distribution(scores).sample()
+        # Kept in float32: rounded to a half type, rows leave the simplex and the
+        # stored action has no density under autocast.
         action = action.clamp_min(self.min_weight)
-        return (action / action.sum(-1, keepdim=True)).to(scores.dtype)
+        return action / action.sum(-1, keepdim=True)
 
     def objective(self, scores, action, applied, reward, baseline):
         if action is None:
             raise ValueError('DirichletPolicy needs the sampled actions of the step.')
-        log_prob = self.distribution(scores).log_prob(action.float())  # [B]
+        distribution = self.distribution(scores)
+        log_prob = distribution.log_prob(action.to(distribution.concentration.dtype))  # [B]
         return -((reward - baseline) * log_prob).mean()
 
 
@@ -121,7 +126,8 @@ def _seeded(seed: Optional[int], device: torch.device):
     with torch.random.fork_rng(devices=[device] if cuda else [], device_type='cuda'):
         torch.default_generator.manual_seed(seed)
         if cuda:
-            torch.cuda.manual_seed(seed)
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
         yield
 
 
