@@ -44,7 +44,8 @@ def teacher_dir(tmp_path_factory):
     return str(folder)
 
 
-def kd_overrides(shapes_root, teacher_dir, batch_size=16, max_iters=None):
+def kd_overrides(shapes_root, teacher_dir, batch_size=16, max_iters=None,
+                 teachers=TEACHER_CONFIGS):
     """cfg-options that point a demo KD config at the test data and teachers."""
     options = {
         'train_dataloader.dataset.data_root': shapes_root,
@@ -59,7 +60,7 @@ def kd_overrides(shapes_root, teacher_dir, batch_size=16, max_iters=None):
         'test_dataloader.persistent_workers': False,
         'default_hooks.logger.interval': 1,
     }
-    for idx, filename in enumerate(TEACHER_CONFIGS):
+    for idx, filename in enumerate(teachers):
         options[f'model.teachers.{idx}.checkpoint'] = osp.join(teacher_dir, filename)
     if max_iters is not None:
         options.update({
@@ -132,3 +133,43 @@ def make_batch(distiller, batch_size=4, seed=0):
     samples = [DataSample().set_gt_label(i % 10) for i in range(batch_size)]
     data = distiller.data_preprocessor(dict(inputs=images, data_samples=samples), True)
     return data['inputs'], data['data_samples']
+
+
+DET_CONFIGS = osp.join(CONFIGS, 'detection')
+DET_KD_CONFIG = osp.join(DET_CONFIGS, 'distill', 'kd_{}_retinanet_r18_coco_shapes.py')
+DET_TEACHER_CONFIGS = {
+    'retinanet_r34_w32.pth': osp.join(DET_CONFIGS, 'teachers/retinanet_r34_w32_coco_shapes.py'),
+    'retinanet_r50_w16.pth': osp.join(DET_CONFIGS, 'teachers/retinanet_r50_w16_coco_shapes.py'),
+}
+DET_STUDENT_CONFIG = osp.join(DET_CONFIGS, 'students/retinanet_r18_w16_coco_shapes.py')
+
+
+@pytest.fixture(scope='session')
+def coco_root(tmp_path_factory):
+    """Shapes-COCO with 24 train / 12 val images of 160 px."""
+    from mmkd_ext.datasets import generate_coco_shapes
+    root = str(tmp_path_factory.mktemp('coco_shapes'))
+    generate_coco_shapes(root, num_train=24, num_val=12, seed=0)
+    return root
+
+
+@pytest.fixture(scope='session')
+def det_teacher_dir(tmp_path_factory):
+    """Checkpoints of the two detection demo teachers (randomly initialised, seeded)."""
+    from mmkd_ext.utils.model_builder import build_model
+    folder = tmp_path_factory.mktemp('det_teachers')
+    for idx, (filename, config) in enumerate(DET_TEACHER_CONFIGS.items()):
+        torch.manual_seed(idx)
+        model, _ = build_model(config)
+        model.init_weights()
+        torch.save(dict(state_dict=model.state_dict(), meta=dict()), folder / filename)
+    return str(folder)
+
+
+def det_kd_overrides(coco_root, det_teacher_dir, batch_size=4, max_iters=None):
+    """cfg-options that point a detection KD config at the test data and teachers."""
+    options = kd_overrides(coco_root + '/', det_teacher_dir, batch_size, max_iters,
+                           teachers=DET_TEACHER_CONFIGS)
+    for split in ('val', 'test'):
+        options[f'{split}_evaluator.ann_file'] = coco_root + '/annotations/instances_val2017.json'
+    return options

@@ -12,7 +12,7 @@ class FeatureMSE(nn.Module):
         normalize (bool): standardise each sample's map per channel (zero mean, unit
             variance over H, W) before the error: the Pearson-style feature KD (PKD)
             that ignores scale differences between teachers. Defaults to False.
-        eps (float): added to the standard deviation when normalising.
+        eps (float): added to the variance when normalising.
 
     Shapes:
         student, teacher: ``[B, C, H, W]`` (any ``[B, ...]``). Returns ``[B]``: the
@@ -27,8 +27,10 @@ class FeatureMSE(nn.Module):
     def _standardise(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.flatten(2)
         mean = flat.mean(dim=2, keepdim=True)
-        std = flat.std(dim=2, keepdim=True, unbiased=False)
-        return ((flat - mean) / (std + self.eps)).view_as(x)
+        # rsqrt(var + eps), not 1 / (std + eps): the gradient of std is 0/0 on a
+        # constant map (a dead channel), which turns every parameter NaN.
+        var = flat.var(dim=2, keepdim=True, unbiased=False)
+        return ((flat - mean) * torch.rsqrt(var + self.eps)).view_as(x)
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         if student.shape != teacher.shape:

@@ -1,0 +1,5 @@
+# Teacher on Shapes-COCO: one of the two demo teachers (12 epochs).
+_base_ = [
+    '../../_base_/models/retinanet_r50_w16.py', '../../_base_/datasets/coco_shapes.py',
+    '../../_base_/schedules/coco_shapes_12e.py', '../../_base_/det_runtime.py'
+]
