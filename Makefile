@@ -1,15 +1,19 @@
 # `make demo`: set up .venv (first time ~30 min, mostly building mmcv) and run the demo.
+# `make demo-detection`: the same for detection (Shapes-COCO, RetinaNets).
 # `make test`: set up if needed and run the test suite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export MMKD_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo test test-all
+.PHONY: setup demo demo-detection test test-all
 setup:
 	@bash tools/setup_env.sh
 
 demo: setup
 	$(PY) tools/demo.py
+
+demo-detection: setup
+	$(PY) tools/demo.py --task detection
 
 test: setup
 	$(PY) -m pytest tests -q

@@ -145,3 +145,15 @@ def test_non_finite_distillation_terms_raise(tmp_path):
     inputs, samples = make_batch(distiller)
     with pytest.raises(FloatingPointError, match='not finite'):
         distiller(inputs, samples, mode='loss')
+
+
+def test_cfg_options_override_parts_of_a_student_or_teacher_config(two_teachers):
+    from conftest import tiny_classifier
+    wider = dict(config=tiny_classifier(4), cfg_options={
+        'backbone.base_channels': 6, 'backbone.stem_channels': 6, 'head.in_channels': 48})
+    from mmkd_ext.distillers import MultiTeacherDistiller
+    distiller = MultiTeacherDistiller(student=wider, teachers=two_teachers[:1])
+    assert distiller.student.head.fc.in_features == 48
+    with pytest.raises(KeyError, match='cfg_options'):
+        MultiTeacherDistiller(student=dict(config=tiny_classifier(4), options={}),
+                              teachers=two_teachers[:1])

@@ -1,11 +1,12 @@
 """The demo: multi-teacher distillation on generated data, end to end.
 
-Generates Shapes-10, trains three teachers and the student alone, distils the
-student with every weighting method, evaluates each with tools/test.py, and prints
-a table (also saved with a bar plot under work_dirs/shapes10/). Runs that already
-finished are reused; ``--force`` redoes them.
+For a task (classification by default, or detection), generates its dataset in the
+real format, trains the teachers and the student alone, distils the student with
+every weighting method, evaluates each with tools/test.py, and prints a table (also
+saved with a bar plot under the task's work root). Runs that already finished are
+reused; ``--force`` redoes them.
 
-    python tools/demo.py [--work-root work_dirs/shapes10] [--force] [--verbose]
+    python tools/demo.py [--task classification|detection] [--force] [--verbose]
 """
 import argparse
 import json
@@ -15,10 +16,9 @@ import re
 import subprocess
 import sys
 import time
-from typing import List, NamedTuple, Optional
+from typing import Callable, List, NamedTuple, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CFG = osp.join(ROOT, 'configs', 'classification')
 
 
 class Run(NamedTuple):
@@ -28,20 +28,55 @@ class Run(NamedTuple):
     export_as: Optional[str] = None  # teachers: file name under <work-root>/teachers
 
 
-RUNS: List[Run] = [
-    Run('ResNet18-w24', 'teacher', f'{CFG}/teachers/resnet18_w24_shapes10.py', 'resnet18_w24.pth'),
-    Run('ResNet18-w16', 'teacher', f'{CFG}/teachers/resnet18_w16_shapes10.py', 'resnet18_w16.pth'),
-    Run('ResNet50-w8', 'teacher', f'{CFG}/teachers/resnet50_w8_shapes10.py', 'resnet50_w8.pth'),
-    Run('student alone', 'student', f'{CFG}/students/resnet18_w8_shapes10.py'),
-    Run('KD: AVER', 'distilled', f'{CFG}/distill/kd_aver_r18w8_shapes10.py'),
-    Run('KD: fixed', 'distilled', f'{CFG}/distill/kd_fixed_r18w8_shapes10.py'),
-    Run('KD: EBKD (entropy)', 'distilled', f'{CFG}/distill/kd_entropy_r18w8_shapes10.py'),
-    Run('KD: CA-MKD (confidence)', 'distilled', f'{CFG}/distill/kd_confidence_r18w8_shapes10.py'),
-    Run('KD: MMKD (meta-learned)', 'distilled', f'{CFG}/distill/kd_mmkd_r18w8_shapes10.py'),
-    Run('KD: MTKD-RL (deterministic)', 'distilled', f'{CFG}/distill/kd_mtkd_rl_r18w8_shapes10.py'),
-    Run('KD: MTKD-RL (stochastic)', 'distilled',
-        f'{CFG}/distill/kd_mtkd_rl_stochastic_r18w8_shapes10.py'),
-]
+class Task(NamedTuple):
+    dataset: str                     # shown in messages
+    data_root: str
+    work_root: str
+    generate: Callable[[str], dict]  # writes the dataset under a root (idempotent)
+    runs: List[Run]
+    metric_key: str                  # in tools/test.py's metrics
+    metric_name: str                 # in the table, in percent
+    metric_scale: float              # to percent
+    title: str
+
+
+def distill_runs(folder: str, suffix: str) -> List[Run]:
+    """The student distilled with every weighting method."""
+    methods = [('AVER', 'aver'), ('fixed', 'fixed'), ('EBKD (entropy)', 'entropy'),
+               ('CA-MKD (confidence)', 'confidence'), ('MMKD (meta-learned)', 'mmkd'),
+               ('MTKD-RL (deterministic)', 'mtkd_rl'),
+               ('MTKD-RL (stochastic)', 'mtkd_rl_stochastic')]
+    return [Run(f'KD: {name}', 'distilled', f'{folder}/distill/kd_{key}_{suffix}.py')
+            for name, key in methods]
+
+
+def make_tasks() -> dict:
+    from mmkd_ext.datasets import generate_coco_shapes, generate_shapes10
+    cls, det = osp.join(ROOT, 'configs/classification'), osp.join(ROOT, 'configs/detection')
+    return {
+        'classification': Task(
+            'Shapes-10', 'data/shapes10', 'work_dirs/shapes10', generate_shapes10, [
+                Run('ResNet18-w24', 'teacher', f'{cls}/teachers/resnet18_w24_shapes10.py',
+                    'resnet18_w24.pth'),
+                Run('ResNet18-w16', 'teacher', f'{cls}/teachers/resnet18_w16_shapes10.py',
+                    'resnet18_w16.pth'),
+                Run('ResNet50-w8', 'teacher', f'{cls}/teachers/resnet50_w8_shapes10.py',
+                    'resnet50_w8.pth'),
+                Run('student alone', 'student', f'{cls}/students/resnet18_w8_shapes10.py'),
+            ] + distill_runs(cls, 'r18w8_shapes10'), 'accuracy/top1', 'top-1 (%)', 1.0,
+            'Multi-teacher distillation of a ResNet-18 (8 channels) on Shapes-10'),
+        'detection': Task(
+            'Shapes-COCO', 'data/coco_shapes', 'work_dirs/coco_shapes', generate_coco_shapes, [
+                Run('RetinaNet R34-w32', 'teacher',
+                    f'{det}/teachers/retinanet_r34_w32_coco_shapes.py', 'retinanet_r34_w32.pth'),
+                Run('RetinaNet R50-w16', 'teacher',
+                    f'{det}/teachers/retinanet_r50_w16_coco_shapes.py', 'retinanet_r50_w16.pth'),
+                Run('student alone', 'student',
+                    f'{det}/students/retinanet_r18_w16_coco_shapes.py'),
+            ] + distill_runs(det, 'retinanet_r18_coco_shapes'), 'coco/bbox_mAP',
+            'bbox mAP (%)', 100.0,
+            'Multi-teacher distillation of a RetinaNet-R18 (16 channels) on Shapes-COCO'),
+    }
 
 
 def slug(name: str) -> str:
@@ -61,19 +96,21 @@ def run_command(cmd: List[str], log_path: str, verbose: bool) -> None:
             raise SystemExit(f'[demo] command failed ({" ".join(cmd)}); see {log_path}')
 
 
-def train_and_test(run: Run, work_root: str, teacher_dir: str, force: bool,
+def train_and_test(run: Run, task: Task, teacher_dir: str, force: bool,
                    verbose: bool) -> dict:
     """Train one config, export it if it is a teacher, evaluate it; cached."""
-    work_dir = osp.join(work_root, slug(run.name))
+    work_dir = osp.join(task.work_root, slug(run.name))
     result_path = osp.join(work_dir, 'demo_result.json')
     if osp.isfile(result_path) and not force:
         with open(result_path) as f:
             result = json.load(f)
-        print(f'[demo] {run.name}: done before, reusing (top-1 {result["top1"]:.2f}%)')
+        result.setdefault('score', result.get('top1'))  # results of earlier versions
+        print(f'[demo] {run.name}: done before, reusing ({task.metric_name} '
+              f'{result["score"]:.2f})')
         return result
     os.makedirs(work_dir, exist_ok=True)
     py = sys.executable
-    teacher_files = [r.export_as for r in RUNS if r.role == 'teacher']
+    teacher_files = [r.export_as for r in task.runs if r.role == 'teacher']
     options = ['--cfg-options'] + [
         f'model.teachers.{i}.checkpoint={teacher_dir}/{name}'
         for i, name in enumerate(teacher_files)] if run.role == 'distilled' else []
@@ -93,39 +130,40 @@ def train_and_test(run: Run, work_root: str, teacher_dir: str, force: bool,
                  '--metrics-json', metrics_path, *options],
                 osp.join(work_dir, 'test.out'), verbose)
     with open(metrics_path) as f:
-        top1 = json.load(f)['accuracy/top1']
-    result = dict(name=run.name, role=run.role, top1=top1, train_seconds=train_seconds)
+        score = json.load(f)[task.metric_key] * task.metric_scale
+    result = dict(name=run.name, role=run.role, score=score, train_seconds=train_seconds)
     with open(result_path, 'w') as f:
         json.dump(result, f, indent=2)
-    print(f'[demo] {run.name}: top-1 {top1:.2f}% (trained in {train_seconds:.0f} s)')
+    print(f'[demo] {run.name}: {task.metric_name} {score:.2f} '
+          f'(trained in {train_seconds:.0f} s)')
     return result
 
 
-def format_table(results: List[dict]) -> str:
-    baseline = next((r['top1'] for r in results if r['role'] == 'student'), None)
-    lines = ['| model | role | top-1 (%) | vs student alone | train time (s) |',
+def format_table(results: List[dict], metric_name: str) -> str:
+    baseline = next((r['score'] for r in results if r['role'] == 'student'), None)
+    lines = [f'| model | role | {metric_name} | vs student alone | train time (s) |',
              '|---|---|---|---|---|']
     for r in results:
-        delta = '' if baseline is None or r['role'] != 'distilled' else f'{r["top1"] - baseline:+.2f}'
-        lines.append(f'| {r["name"]} | {r["role"]} | {r["top1"]:.2f} | {delta} | '
+        delta = ('' if baseline is None or r['role'] != 'distilled'
+                 else f'{r["score"] - baseline:+.2f}')
+        lines.append(f'| {r["name"]} | {r["role"]} | {r["score"]:.2f} | {delta} | '
                      f'{r["train_seconds"]:.0f} |')
     return '\n'.join(lines)
 
 
-def save_plot(results: List[dict], path: str) -> None:
+def save_plot(results: List[dict], task: Task, path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     colours = dict(teacher='#8c8c8c', student='#d62728', distilled='#1f77b4')
     fig, ax = plt.subplots(figsize=(9, 4))
     names = [r['name'] for r in results]
-    bars = ax.bar(names, [r['top1'] for r in results],
-                  color=[colours[r['role']] for r in results])
+    scores = [r['score'] for r in results]
+    bars = ax.bar(names, scores, color=[colours[r['role']] for r in results])
     ax.bar_label(bars, fmt='%.1f', fontsize=8)
-    lows = [r['top1'] for r in results]
-    ax.set_ylim(max(0, min(lows) - 10), min(100, max(lows) + 5))
-    ax.set_ylabel('top-1 accuracy on Shapes-10 val (%)')
-    ax.set_title('Multi-teacher distillation of a ResNet-18 (8 channels)')
+    ax.set_ylim(max(0, min(scores) - 10), min(100, max(scores) + 5))
+    ax.set_ylabel(f'{task.metric_name} on {task.dataset} val')
+    ax.set_title(task.title)
     plt.setp(ax.get_xticklabels(), rotation=25, ha='right')
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -134,36 +172,40 @@ def save_plot(results: List[dict], path: str) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--work-root', default='work_dirs/shapes10')
-    parser.add_argument('--data-root', default='data/shapes10')
+    parser.add_argument('--task', choices=['classification', 'detection'],
+                        default='classification')
+    parser.add_argument('--work-root', help="default: the task's (work_dirs/<dataset>)")
+    parser.add_argument('--data-root', help="default: the task's (data/<dataset>)")
     parser.add_argument('--force', action='store_true', help='redo finished runs')
     parser.add_argument('--verbose', action='store_true', help='show full training logs')
     args = parser.parse_args()
     os.chdir(ROOT)
-    teacher_dir = osp.join(args.work_root, 'teachers')
+    task = make_tasks()[args.task]
+    task = task._replace(work_root=args.work_root or task.work_root,
+                         data_root=args.data_root or task.data_root)
+    teacher_dir = osp.join(task.work_root, 'teachers')
     os.makedirs(teacher_dir, exist_ok=True)
 
-    from mmkd_ext.datasets import generate_shapes10
     from mmkd_ext.engine.plotting import plot_teacher_weights
-    meta = generate_shapes10(args.data_root)
-    print(f'[demo] Shapes-10 data in {args.data_root}: '
+    meta = task.generate(task.data_root)
+    print(f'[demo] {task.dataset} data in {task.data_root}: '
           f'{"already there" if meta["skipped"] else "generated"}')
 
     start = time.time()
-    results = [train_and_test(run, args.work_root, teacher_dir, args.force, args.verbose)
-               for run in RUNS]
+    results = [train_and_test(run, task, teacher_dir, args.force, args.verbose)
+               for run in task.runs]
     weight_plots = [
-        plot_teacher_weights(osp.join(args.work_root, slug(run.name)),
+        plot_teacher_weights(osp.join(task.work_root, slug(run.name)),
                              title=f'{run.name}: mean teacher weights')
-        for run in RUNS if run.role == 'distilled']
-    table = format_table(results)
-    plot_path = osp.join(args.work_root, 'demo_results.png')
-    save_plot(results, plot_path)
-    with open(osp.join(args.work_root, 'demo_results.md'), 'w') as f:
+        for run in task.runs if run.role == 'distilled']
+    table = format_table(results, task.metric_name)
+    plot_path = osp.join(task.work_root, 'demo_results.png')
+    save_plot(results, task, plot_path)
+    with open(osp.join(task.work_root, 'demo_results.md'), 'w') as f:
         f.write(table + '\n')
     print(f'\n[demo] finished in {time.time() - start:.0f} s\n')
     print(table)
-    print(f'\n[demo] table: {args.work_root}/demo_results.md   plot: {plot_path}')
+    print(f'\n[demo] table: {task.work_root}/demo_results.md   plot: {plot_path}')
     print('[demo] teacher weights over training: ' + ', '.join(weight_plots))
 
 

@@ -1,7 +1,7 @@
 """The task-agnostic multi-teacher distiller."""
 import copy
 from contextlib import contextmanager
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -28,16 +28,24 @@ def _build_component(registry, cfg: dict):
     return registry.build(cfg)
 
 
-def _split_model_spec(spec) -> Tuple[Union[str, dict], Optional[str], Optional[str]]:
-    """``(config, checkpoint, name)`` from ``'path'``, a model dict or a
-    ``dict(config=..., checkpoint=..., name=...)``."""
+class ModelEntry(NamedTuple):
+    """A teacher or student entry of the distiller's config."""
+    config: Union[str, dict]
+    checkpoint: Optional[str] = None
+    name: Optional[str] = None
+    cfg_options: Optional[dict] = None
+
+
+def _split_model_spec(spec) -> ModelEntry:
+    """A :class:`ModelEntry` from ``'path'``, a model dict or a
+    ``dict(config=..., checkpoint=..., name=..., cfg_options=...)``."""
     if isinstance(spec, dict) and 'config' in spec:
-        unknown = set(spec) - {'config', 'checkpoint', 'name'}
+        unknown = set(spec) - set(ModelEntry._fields)
         if unknown:
             raise KeyError(f'Unknown keys {sorted(unknown)} in a teacher/student entry; '
-                           'allowed: config, checkpoint, name.')
-        return spec['config'], spec.get('checkpoint'), spec.get('name')
-    return spec, None, None
+                           f'allowed: {", ".join(ModelEntry._fields)}.')
+        return ModelEntry(**spec)
+    return ModelEntry(spec)
 
 
 @MODELS.register_module()
@@ -56,8 +64,12 @@ class MultiTeacherDistiller(BaseModel):
 
     Args:
         student: the student: a model dict, a config path (local or ``pkg::``), or
-            ``dict(config=..., checkpoint=...)`` to start from trained weights.
-        teachers: K >= 1 entries ``dict(config=..., checkpoint=..., name=...)``.
+            ``dict(config=..., checkpoint=..., cfg_options=...)`` to start from
+            trained weights or override parts of the config (``cfg_options`` keys
+            are relative to the config's ``model``, e.g.
+            ``{'backbone.init_cfg': None}``).
+        teachers: K >= 1 entries ``dict(config=..., checkpoint=..., name=...,
+            cfg_options=...)``.
         task_view: a task view config; by default the student's library picks it.
         logit_kd: the per-position logit KD loss, with ``weight`` (alpha) popped
             from it. ``None`` turns logit KD off.
@@ -89,8 +101,9 @@ class MultiTeacherDistiller(BaseModel):
         super().__init__(init_cfg=init_cfg)
         if not teachers:
             raise ValueError('MultiTeacherDistiller needs at least one teacher.')
-        student_cfg, student_ckpt, _ = _split_model_spec(student)
-        self.student, student_scope = build_model(student_cfg, data_preprocessor)
+        student_cfg, student_ckpt, _, student_options = _split_model_spec(student)
+        self.student, student_scope = build_model(student_cfg, data_preprocessor,
+                                                  student_options)
         if student_ckpt:
             load_model_weights(self.student, student_ckpt, 'student')
             self.student._is_init = True  # keep the loaded weights in init_weights()
@@ -129,14 +142,14 @@ class MultiTeacherDistiller(BaseModel):
         self._teachers: List[nn.Module] = []  # deliberately not registered
         converters = []
         for idx, entry in enumerate(teachers):
-            config, checkpoint, name = _split_model_spec(entry)
+            config, checkpoint, name, cfg_options = _split_model_spec(entry)
             name = name or f't{idx}'
             if 'loss' in name or name in self.teacher_names:
                 raise ValueError(f"Teacher name {name!r} must be unique and must not "
                                  "contain 'loss' (log keys with 'loss' are summed).")
             source = config if isinstance(config, str) else config.get('type')
             owner = f'teacher {idx} ({name!r}, config {source})'
-            teacher, _ = build_model(config, data_preprocessor)
+            teacher, _ = build_model(config, data_preprocessor, cfg_options)
             load_model_weights(teacher, checkpoint, owner)
             teacher.requires_grad_(False)
             teacher.eval()

@@ -107,18 +107,25 @@ def infer_scope(model_type) -> str:
 
 
 def build_model(spec: ModelSpec,
-                default_preprocessor: Optional[dict] = None) -> Tuple[nn.Module, str]:
+                default_preprocessor: Optional[dict] = None,
+                cfg_options: Optional[dict] = None) -> Tuple[nn.Module, str]:
     """Build a model in its own library's scope.
 
     Args:
         spec: an inline model dict, a local config path or ``'pkg::rel/path.py'``.
         default_preprocessor: ``data_preprocessor`` for a model whose config has
             none (e.g. an inline dict inside a config whose top level defines it).
+        cfg_options: overrides merged into the model config, keys relative to it
+            (``{'backbone.init_cfg': None}``), as ``--cfg-options`` does.
 
     Returns:
         ``(model, scope)``.
     """
     model_cfg, scope = load_model_config(spec)
+    if cfg_options:
+        merged = Config(dict(model=model_cfg))
+        merged.merge_from_dict({f'model.{k}': v for k, v in cfg_options.items()})
+        model_cfg = merged.model
     if default_preprocessor is not None and model_cfg.get('data_preprocessor') is None:
         model_cfg['data_preprocessor'] = copy.deepcopy(default_preprocessor)
     scope = scope or infer_scope(model_cfg['type'])

@@ -1,0 +1,3 @@
+# RetinaNet R50 + R101 -> R18 on COCO 2017 with EBKD (entropy) weights.
+_base_ = '../../_base_/distill/coco_retinanet_r50_r101_to_r18.py'
+model = dict(weighting=dict(type='EntropyWeighting'))
