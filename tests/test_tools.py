@@ -119,8 +119,11 @@ def test_dist_train_runs_two_cpu_processes(shapes_root, teacher_dir, tmp_path):
     assert osp.isfile(tmp_path / 'epoch_1.pth')
 
 
-def test_every_benchmark_method_has_a_config():
+def test_every_task_has_a_config_per_benchmark_method():
     from mmkd_ext.engine.benchmark import METHODS
-    from conftest import CONFIGS
-    for method, name in METHODS.items():
-        assert osp.isfile(osp.join(CONFIGS, 'classification', 'distill', name)), method
+    from mmkd_ext.engine.tasks import make_tasks
+    from conftest import ROOT
+    for task in make_tasks(ROOT).values():
+        for method in METHODS:
+            assert osp.isfile(task.distill_config(method)), (task.dataset, method)
+        assert all(osp.isfile(run.config) for run in task.runs)

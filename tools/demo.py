@@ -16,67 +16,11 @@ import re
 import subprocess
 import sys
 import time
-from typing import Callable, List, NamedTuple, Optional
+from typing import List
+
+from mmkd_ext.engine.tasks import Run, Task, make_tasks
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-class Run(NamedTuple):
-    name: str          # shown in the table
-    role: str          # 'teacher', 'student' or 'distilled'
-    config: str
-    export_as: Optional[str] = None  # teachers: file name under <work-root>/teachers
-
-
-class Task(NamedTuple):
-    dataset: str                     # shown in messages
-    data_root: str
-    work_root: str
-    generate: Callable[[str], dict]  # writes the dataset under a root (idempotent)
-    runs: List[Run]
-    metric_key: str                  # in tools/test.py's metrics
-    metric_name: str                 # in the table, in percent
-    metric_scale: float              # to percent
-    title: str
-
-
-def distill_runs(folder: str, suffix: str) -> List[Run]:
-    """The student distilled with every weighting method."""
-    methods = [('AVER', 'aver'), ('fixed', 'fixed'), ('EBKD (entropy)', 'entropy'),
-               ('CA-MKD (confidence)', 'confidence'), ('MMKD (meta-learned)', 'mmkd'),
-               ('MTKD-RL (deterministic)', 'mtkd_rl'),
-               ('MTKD-RL (stochastic)', 'mtkd_rl_stochastic')]
-    return [Run(f'KD: {name}', 'distilled', f'{folder}/distill/kd_{key}_{suffix}.py')
-            for name, key in methods]
-
-
-def make_tasks() -> dict:
-    from mmkd_ext.datasets import generate_coco_shapes, generate_shapes10
-    cls, det = osp.join(ROOT, 'configs/classification'), osp.join(ROOT, 'configs/detection')
-    return {
-        'classification': Task(
-            'Shapes-10', 'data/shapes10', 'work_dirs/shapes10', generate_shapes10, [
-                Run('ResNet18-w24', 'teacher', f'{cls}/teachers/resnet18_w24_shapes10.py',
-                    'resnet18_w24.pth'),
-                Run('ResNet18-w16', 'teacher', f'{cls}/teachers/resnet18_w16_shapes10.py',
-                    'resnet18_w16.pth'),
-                Run('ResNet50-w8', 'teacher', f'{cls}/teachers/resnet50_w8_shapes10.py',
-                    'resnet50_w8.pth'),
-                Run('student alone', 'student', f'{cls}/students/resnet18_w8_shapes10.py'),
-            ] + distill_runs(cls, 'r18w8_shapes10'), 'accuracy/top1', 'top-1 (%)', 1.0,
-            'Multi-teacher distillation of a ResNet-18 (8 channels) on Shapes-10'),
-        'detection': Task(
-            'Shapes-COCO', 'data/coco_shapes', 'work_dirs/coco_shapes', generate_coco_shapes, [
-                Run('RetinaNet R34-w32', 'teacher',
-                    f'{det}/teachers/retinanet_r34_w32_coco_shapes.py', 'retinanet_r34_w32.pth'),
-                Run('RetinaNet R50-w16', 'teacher',
-                    f'{det}/teachers/retinanet_r50_w16_coco_shapes.py', 'retinanet_r50_w16.pth'),
-                Run('student alone', 'student',
-                    f'{det}/students/retinanet_r18_w16_coco_shapes.py'),
-            ] + distill_runs(det, 'retinanet_r18_coco_shapes'), 'coco/bbox_mAP',
-            'bbox mAP (%)', 100.0,
-            'Multi-teacher distillation of a RetinaNet-R18 (16 channels) on Shapes-COCO'),
-    }
 
 
 def slug(name: str) -> str:
@@ -180,7 +124,7 @@ def main():
     parser.add_argument('--verbose', action='store_true', help='show full training logs')
     args = parser.parse_args()
     os.chdir(ROOT)
-    task = make_tasks()[args.task]
+    task = make_tasks(ROOT)[args.task]
     task = task._replace(work_root=args.work_root or task.work_root,
                          data_root=args.data_root or task.data_root)
     teacher_dir = osp.join(task.work_root, 'teachers')

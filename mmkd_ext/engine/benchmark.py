@@ -12,22 +12,14 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
-#: Method name -> its Shapes-10 distillation config (configs/classification/distill/).
-METHODS: Dict[str, str] = {
-    'aver': 'kd_aver_r18w8_shapes10.py',
-    'fixed': 'kd_fixed_r18w8_shapes10.py',
-    'entropy': 'kd_entropy_r18w8_shapes10.py',
-    'confidence': 'kd_confidence_r18w8_shapes10.py',
-    'mmkd': 'kd_mmkd_r18w8_shapes10.py',
-    'mtkd_rl': 'kd_mtkd_rl_r18w8_shapes10.py',
-    'mtkd_rl_stochastic': 'kd_mtkd_rl_stochastic_r18w8_shapes10.py',
-}
+#: The weighting methods, by short name (each task has a distillation config per method).
+METHODS = ('aver', 'fixed', 'entropy', 'confidence', 'mmkd', 'mtkd_rl', 'mtkd_rl_stochastic')
 #: Update-interval keys of the methods' hooks, set by ``METHOD:INTERVAL``.
 INTERVAL_KEYS = ('interval', 'agent_interval')
 
@@ -50,17 +42,21 @@ class IterTimer(Hook):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def measure(config_dir: str, method: str, interval: Optional[int], iters: int, warmup: int,
+def measure(config: str, method: str, interval: Optional[int], iters: int, warmup: int,
             batch_size: int, options: dict) -> dict:
-    """Train ``warmup + iters`` iterations of ``method`` in this process; return the
-    figures. ``interval`` overrides the update interval of the method's hook."""
+    """Train ``warmup + iters`` iterations of the distillation ``config`` (of
+    ``method``) in this process; return the figures. ``interval`` overrides the
+    update interval of the method's hook."""
     from mmengine.runner import Runner
     import mmkd_ext  # noqa: F401
-    cfg = Config.fromfile(osp.join(config_dir, METHODS[method]))
+    cfg = Config.fromfile(config)
     cfg.merge_from_dict(options)
+    # Full batches only (a batch sampler, e.g. mmdet's by aspect ratio, drops its own).
+    drop_last = ('train_dataloader.batch_sampler.drop_last'
+                 if cfg.train_dataloader.get('batch_sampler') else 'train_dataloader.drop_last')
     cfg.merge_from_dict({
         'train_dataloader.batch_size': batch_size,
-        'train_dataloader.drop_last': True,
+        drop_last: True,
         'train_cfg': dict(_delete_=True, type='IterBasedTrainLoop',
                           max_iters=warmup + iters, val_interval=10**9),
         'default_hooks.checkpoint': dict(type='CheckpointHook', interval=10**9, by_epoch=False),

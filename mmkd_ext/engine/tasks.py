@@ -1,0 +1,91 @@
+"""The embedded tasks the demo and the benchmark run: dataset, models, metric."""
+import os.path as osp
+from typing import Callable, Dict, List, NamedTuple, Optional
+
+
+class Run(NamedTuple):
+    name: str          # shown in the table
+    role: str          # 'teacher', 'student' or 'distilled'
+    config: str
+    export_as: Optional[str] = None  # teachers: file name under <work-root>/teachers
+    method: Optional[str] = None     # distilled: the weighting's short name
+
+
+class Task(NamedTuple):
+    dataset: str                     # shown in messages
+    data_root: str
+    work_root: str
+    generate: Callable[[str], dict]  # writes the dataset under a root (idempotent)
+    runs: List[Run]
+    metric_key: str                  # in tools/test.py's metrics
+    metric_name: str                 # in the table, in percent
+    metric_scale: float              # to percent
+    title: str
+    data_options: Callable[[str], dict]  # cfg-options pointing a config at a data root
+
+    @property
+    def teachers(self) -> List[Run]:
+        return [r for r in self.runs if r.role == 'teacher']
+
+    def distill_config(self, method: str) -> str:
+        """The config distilling the student with ``method`` (e.g. ``'aver'``)."""
+        for run in self.runs:
+            if run.method == method:
+                return run.config
+        raise KeyError(f'Unknown method {method!r}; choose from '
+                       f'{[r.method for r in self.runs if r.method]}.')
+
+
+def _folder_data_options(root: str) -> dict:
+    return {f'{split}_dataloader.dataset.data_root': root for split in ('train', 'val', 'test')}
+
+
+def _coco_data_options(root: str) -> dict:
+    options = {f'{split}_dataloader.dataset.data_root': root.rstrip('/') + '/'
+               for split in ('train', 'val', 'test')}
+    for split in ('val', 'test'):
+        options[f'{split}_evaluator.ann_file'] = osp.join(root, 'annotations',
+                                                          'instances_val2017.json')
+    return options
+
+
+def distill_runs(folder: str, suffix: str) -> List[Run]:
+    """The student distilled with every weighting method."""
+    methods = [('AVER', 'aver'), ('fixed', 'fixed'), ('EBKD (entropy)', 'entropy'),
+               ('CA-MKD (confidence)', 'confidence'), ('MMKD (meta-learned)', 'mmkd'),
+               ('MTKD-RL (deterministic)', 'mtkd_rl'),
+               ('MTKD-RL (stochastic)', 'mtkd_rl_stochastic')]
+    return [Run(f'KD: {name}', 'distilled', f'{folder}/distill/kd_{key}_{suffix}.py',
+                method=key) for name, key in methods]
+
+
+def make_tasks(root: str) -> Dict[str, Task]:
+    """The tasks of the demo and the benchmark, with config paths under ``root``."""
+    from mmkd_ext.datasets import generate_coco_shapes, generate_shapes10
+    cls, det = osp.join(root, 'configs/classification'), osp.join(root, 'configs/detection')
+    return {
+        'classification': Task(
+            'Shapes-10', 'data/shapes10', 'work_dirs/shapes10', generate_shapes10, [
+                Run('ResNet18-w24', 'teacher', f'{cls}/teachers/resnet18_w24_shapes10.py',
+                    'resnet18_w24.pth'),
+                Run('ResNet18-w16', 'teacher', f'{cls}/teachers/resnet18_w16_shapes10.py',
+                    'resnet18_w16.pth'),
+                Run('ResNet50-w8', 'teacher', f'{cls}/teachers/resnet50_w8_shapes10.py',
+                    'resnet50_w8.pth'),
+                Run('student alone', 'student', f'{cls}/students/resnet18_w8_shapes10.py'),
+            ] + distill_runs(cls, 'r18w8_shapes10'), 'accuracy/top1', 'top-1 (%)', 1.0,
+            'Multi-teacher distillation of a ResNet-18 (8 channels) on Shapes-10',
+            _folder_data_options),
+        'detection': Task(
+            'Shapes-COCO', 'data/coco_shapes', 'work_dirs/coco_shapes', generate_coco_shapes, [
+                Run('RetinaNet R34-w32', 'teacher',
+                    f'{det}/teachers/retinanet_r34_w32_coco_shapes.py', 'retinanet_r34_w32.pth'),
+                Run('RetinaNet R50-w16', 'teacher',
+                    f'{det}/teachers/retinanet_r50_w16_coco_shapes.py', 'retinanet_r50_w16.pth'),
+                Run('student alone', 'student',
+                    f'{det}/students/retinanet_r18_w16_coco_shapes.py'),
+            ] + distill_runs(det, 'retinanet_r18_coco_shapes'), 'coco/bbox_mAP',
+            'bbox mAP (%)', 100.0,
+            'Multi-teacher distillation of a RetinaNet-R18 (16 channels) on Shapes-COCO',
+            _coco_data_options),
+    }
