@@ -262,3 +262,25 @@ def test_faster_rcnn_distils_rpn_objectness_and_fpn_features(tmp_path):
     assert len(batch.student_features) == 4
     assert {'student.loss_rpn_cls', 'student.loss_cls', 'loss_kd', 'loss_feat'} <= set(losses)
     assert (batch.logit_kd > 0).all() and torch.isfinite(batch.teacher_loss).all()
+
+
+def test_head_kd_can_weight_locations_by_teacher_confidence():
+    from mmkd_ext.losses import SigmoidKLDivergence
+    from mmkd_ext.task_views import DenseDetectionView
+    view = DenseDetectionView(weight_by_teacher_score=True)
+    view.num_classes = 2
+    g = torch.Generator().manual_seed(0)
+    student = [torch.randn(2, 3 * 2, 4, 4, generator=g), torch.randn(2, 3 * 2, 2, 2, generator=g)]
+    teacher = [torch.randn(2, 3 * 2, 4, 4, generator=g), torch.randn(2, 3 * 2, 2, 2, generator=g)]
+    got = view.logit_kd(SigmoidKLDivergence(), (student, ), (teacher, ), None)
+    expected = []
+    for i in range(2):
+        terms, weights = [], []
+        for s, t in zip(student, teacher):
+            s, t = s[i].reshape(3, 2, -1), t[i].reshape(3, 2, -1)  # anchors, classes, HW
+            q, p = t.sigmoid(), s.sigmoid()
+            terms.append((q * (q / p).log() + (1 - q) * ((1 - q) / (1 - p)).log()).sum(1).flatten())
+            weights.append(q.amax(1).flatten())  # the teacher's best class probability
+        terms, weights = torch.cat(terms), torch.cat(weights)
+        expected.append((terms * weights).sum() / weights.sum())
+    assert torch.allclose(got, torch.stack(expected), rtol=1e-5)
