@@ -1,6 +1,5 @@
 """The detection configs on generated COCO data, through MMEngine's runner and the tools."""
 import json
-import os.path as osp
 import uuid
 
 import pytest
@@ -8,7 +7,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conftest import (DET_KD_CONFIG, DET_STUDENT_CONFIG, det_kd_overrides, run_tool)
+from conftest import DET_KD_CONFIG, DET_STUDENT_CONFIG, det_kd_overrides, run_tool
 
 METHODS = ['aver', 'fixed', 'entropy', 'confidence', 'mmkd', 'mtkd_rl', 'mtkd_rl_stochastic']
 
