@@ -5,8 +5,34 @@ import torch.nn.functional as F
 from mmkd_ext.registry import MODELS
 
 
+class _TemperatureDivergence(nn.Module):
+    """A temperature-scaled divergence of student from teacher logits along a class
+    dimension, unreduced (subclasses define :meth:`divergence`)."""
+
+    def __init__(self, temperature: float, dim: int = 1):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f'temperature must be > 0, got {temperature}')
+        self.temperature = temperature
+        self.dim = dim
+
+    def divergence(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Per-class divergence of logits already divided by T (same shape)."""
+        raise NotImplementedError
+
+    def forward(self, student_logits: torch.Tensor,
+                teacher_logits: torch.Tensor) -> torch.Tensor:
+        if student_logits.shape != teacher_logits.shape:
+            raise ValueError(
+                f'KL needs equal shapes, got student {tuple(student_logits.shape)} '
+                f'and teacher {tuple(teacher_logits.shape)}.')
+        t = self.temperature
+        kl = self.divergence(student_logits / t, teacher_logits / t)
+        return kl.sum(dim=self.dim) * t * t
+
+
 @MODELS.register_module()
-class KLDivergence(nn.Module):
+class KLDivergence(_TemperatureDivergence):
     """Temperature-scaled KL(teacher || student) over a class dimension, unreduced.
 
     ``T^2 * sum_c p_t,c (log p_t,c - log p_s,c)`` with ``p = softmax(z / T)`` along
@@ -23,27 +49,16 @@ class KLDivergence(nn.Module):
     """
 
     def __init__(self, temperature: float = 4.0, dim: int = 1):
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f'temperature must be > 0, got {temperature}')
-        self.temperature = temperature
-        self.dim = dim
+        super().__init__(temperature, dim)
 
-    def forward(self, student_logits: torch.Tensor,
-                teacher_logits: torch.Tensor) -> torch.Tensor:
-        if student_logits.shape != teacher_logits.shape:
-            raise ValueError(
-                f'KL needs equal shapes, got student {tuple(student_logits.shape)} '
-                f'and teacher {tuple(teacher_logits.shape)}.')
-        t = self.temperature
-        log_p_s = F.log_softmax(student_logits / t, dim=self.dim)
-        log_p_t = F.log_softmax(teacher_logits / t, dim=self.dim)
-        kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=self.dim)
-        return kl * t * t
+    def divergence(self, student, teacher):
+        log_p_s = F.log_softmax(student, dim=self.dim)
+        log_p_t = F.log_softmax(teacher, dim=self.dim)
+        return log_p_t.exp() * (log_p_t - log_p_s)
 
 
 @MODELS.register_module()
-class SigmoidKLDivergence(nn.Module):
+class SigmoidKLDivergence(_TemperatureDivergence):
     """Temperature-scaled KL between per-class Bernoulli distributions, unreduced:
     the KD term of sigmoid classifiers (RetinaNet, FCOS, GFL heads).
 
@@ -59,21 +74,10 @@ class SigmoidKLDivergence(nn.Module):
     """
 
     def __init__(self, temperature: float = 1.0, dim: int = 1):
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f'temperature must be > 0, got {temperature}')
-        self.temperature = temperature
-        self.dim = dim
+        super().__init__(temperature, dim)
 
-    def forward(self, student_logits: torch.Tensor,
-                teacher_logits: torch.Tensor) -> torch.Tensor:
-        if student_logits.shape != teacher_logits.shape:
-            raise ValueError(
-                f'KL needs equal shapes, got student {tuple(student_logits.shape)} '
-                f'and teacher {tuple(teacher_logits.shape)}.')
-        t = self.temperature
-        s, z = student_logits / t, teacher_logits / t
-        q = torch.sigmoid(z)
-        # log q - log p = logsigmoid(z) - logsigmoid(s), the same for the complements.
-        kl = q * (F.logsigmoid(z) - F.logsigmoid(s)) + (1 - q) * (F.logsigmoid(-z) - F.logsigmoid(-s))
-        return kl.sum(dim=self.dim) * t * t
+    def divergence(self, student, teacher):
+        q = torch.sigmoid(teacher)
+        # log q - log p = logsigmoid(z_t) - logsigmoid(z_s), alike for the complements.
+        return (q * (F.logsigmoid(teacher) - F.logsigmoid(student))
+                + (1 - q) * (F.logsigmoid(-teacher) - F.logsigmoid(-student)))
