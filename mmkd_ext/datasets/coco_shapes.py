@@ -21,6 +21,7 @@ from typing import Dict
 import cv2
 import numpy as np
 
+from .generated import write_once
 from .shapes import CLASSES as SHAPE_NAMES
 from .shapes import draw_background, draw_shape
 
@@ -76,34 +77,32 @@ def generate_coco_shapes(root: str, num_train: int = 800, num_val: int = 200,
     """
     meta = dict(name='coco_shapes', categories=list(CATEGORIES), num_train=num_train,
                 num_val=num_val, seed=seed, image_size=image_size, format=1)
-    meta_path = osp.join(root, 'meta.json')
-    if osp.isfile(meta_path):
-        with open(meta_path) as f:
-            if json.load(f) == meta:
-                return dict(meta, skipped=True)
-    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
     categories = [dict(id=i + 1, name=name, supercategory='shape')
                   for i, name in enumerate(CATEGORIES)]
-    next_ann_id = 1
-    for split, count, split_seed in (('train2017', num_train, seed),
-                                     ('val2017', num_val, seed + 1)):
-        rng = np.random.default_rng(split_seed)
-        os.makedirs(osp.join(root, split), exist_ok=True)
-        images, annotations = [], []
-        for idx in range(count):
-            image_id = idx + 1
-            img, objects = render_scene(rng, image_size)
-            file_name = f'{image_id:012d}.jpg'
-            cv2.imwrite(osp.join(root, split, file_name), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            images.append(dict(id=image_id, file_name=file_name, width=image_size,
-                               height=image_size))
-            for obj in objects:
-                annotations.append(dict(obj, id=next_ann_id, image_id=image_id, iscrowd=0))
-                next_ann_id += 1
-        with open(osp.join(root, 'annotations', f'instances_{split}.json'), 'w') as f:
-            json.dump(dict(info=dict(description='Shapes-COCO (generated)'), licenses=[],
-                           images=images, annotations=annotations,
-                           categories=categories), f)
-    with open(meta_path, 'w') as f:
-        json.dump(meta, f, indent=2)
-    return dict(meta, skipped=False)
+
+    def write():
+        os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+        next_ann_id = 1
+        for split, count, split_seed in (('train2017', num_train, seed),
+                                         ('val2017', num_val, seed + 1)):
+            rng = np.random.default_rng(split_seed)
+            os.makedirs(osp.join(root, split), exist_ok=True)
+            images, annotations = [], []
+            for idx in range(count):
+                image_id = idx + 1
+                img, objects = render_scene(rng, image_size)
+                file_name = f'{image_id:012d}.jpg'
+                cv2.imwrite(osp.join(root, split, file_name), img,
+                            [cv2.IMWRITE_JPEG_QUALITY, 95])
+                images.append(dict(id=image_id, file_name=file_name, width=image_size,
+                                   height=image_size))
+                for obj in objects:
+                    annotations.append(dict(obj, id=next_ann_id, image_id=image_id,
+                                            iscrowd=0))
+                    next_ann_id += 1
+            with open(osp.join(root, 'annotations', f'instances_{split}.json'), 'w') as f:
+                json.dump(dict(info=dict(description='Shapes-COCO (generated)'), licenses=[],
+                               images=images, annotations=annotations,
+                               categories=categories), f)
+
+    return write_once(root, meta, write)

@@ -13,13 +13,14 @@ Layout written (the one ``mmpretrain.datasets.CustomDataset`` reads)::
     root/val/<NN_class>/<index>.png
     root/meta.json           # generator settings; a rerun with equal settings skips
 """
-import json
 import os
 import os.path as osp
 from typing import Dict, Tuple
 
 import cv2
 import numpy as np
+
+from .generated import write_once
 
 CLASSES = ('disc', 'ring', 'square', 'frame', 'triangle', 'plus', 'cross',
            'h_stripes', 'v_stripes', 'checker')
@@ -113,20 +114,18 @@ def generate_shapes10(root: str, num_train: int = 2000, num_val: int = 500,
     """
     meta = dict(name='shapes10', classes=list(CLASSES), num_train=num_train,
                 num_val=num_val, seed=seed, image_size=image_size, format=1)
-    meta_path = osp.join(root, 'meta.json')
-    if osp.isfile(meta_path):
-        with open(meta_path) as f:
-            if json.load(f) == meta:
-                return dict(meta, skipped=True)
-    for split, count, split_seed in (('train', num_train, seed), ('val', num_val, seed + 1)):
-        rng = np.random.default_rng(split_seed)
-        folders = [osp.join(root, split, f'{i:02d}_{name}') for i, name in enumerate(CLASSES)]
-        for folder in folders:
-            os.makedirs(folder, exist_ok=True)
-        for idx in range(count):
-            cls = idx % len(CLASSES)
-            img = render_image(cls, rng, image_size)
-            cv2.imwrite(osp.join(folders[cls], f'{idx:06d}.png'), img)
-    with open(meta_path, 'w') as f:
-        json.dump(meta, f, indent=2)
-    return dict(meta, skipped=False)
+
+    def write():
+        for split, count, split_seed in (('train', num_train, seed),
+                                         ('val', num_val, seed + 1)):
+            rng = np.random.default_rng(split_seed)
+            folders = [osp.join(root, split, f'{i:02d}_{name}')
+                       for i, name in enumerate(CLASSES)]
+            for folder in folders:
+                os.makedirs(folder, exist_ok=True)
+            for idx in range(count):
+                cls = idx % len(CLASSES)
+                img = render_image(cls, rng, image_size)
+                cv2.imwrite(osp.join(folders[cls], f'{idx:06d}.png'), img)
+
+    return write_once(root, meta, write)
