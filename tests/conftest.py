@@ -34,14 +34,7 @@ def shapes_root(tmp_path_factory):
 @pytest.fixture(scope='session')
 def teacher_dir(tmp_path_factory):
     """Checkpoints of the three demo teachers (randomly initialised, seeded)."""
-    from mmkd_ext.utils.model_builder import build_model
-    folder = tmp_path_factory.mktemp('teachers')
-    for idx, (filename, config) in enumerate(TEACHER_CONFIGS.items()):
-        torch.manual_seed(idx)
-        model, _ = build_model(config)
-        model.init_weights()
-        torch.save(dict(state_dict=model.state_dict(), meta=dict()), folder / filename)
-    return str(folder)
+    return save_checkpoints(TEACHER_CONFIGS, tmp_path_factory.mktemp('teachers'))
 
 
 def kd_overrides(shapes_root, teacher_dir, batch_size=16, max_iters=None,
@@ -100,12 +93,16 @@ def tiny_classifier(width=4, num_classes=10, preprocessor=PREPROCESSOR):
 
 
 def save_checkpoint(model_spec, path, seed=0):
-    from mmkd_ext.utils.model_builder import build_model
+    from mmkd_ext.utils.model_builder import save_initialised_checkpoint
     torch.manual_seed(seed)
-    model, _ = build_model(model_spec)
-    model.init_weights()
-    torch.save(dict(state_dict=model.state_dict()), path)
-    return str(path)
+    return save_initialised_checkpoint(model_spec, path)
+
+
+def save_checkpoints(configs, folder):
+    """``{file name: config}`` -> initialised checkpoints in ``folder`` (seeded by order)."""
+    for seed, (filename, config) in enumerate(configs.items()):
+        save_checkpoint(config, folder / filename, seed)
+    return str(folder)
 
 
 @pytest.fixture
@@ -156,14 +153,7 @@ def coco_root(tmp_path_factory):
 @pytest.fixture(scope='session')
 def det_teacher_dir(tmp_path_factory):
     """Checkpoints of the two detection demo teachers (randomly initialised, seeded)."""
-    from mmkd_ext.utils.model_builder import build_model
-    folder = tmp_path_factory.mktemp('det_teachers')
-    for idx, (filename, config) in enumerate(DET_TEACHER_CONFIGS.items()):
-        torch.manual_seed(idx)
-        model, _ = build_model(config)
-        model.init_weights()
-        torch.save(dict(state_dict=model.state_dict(), meta=dict()), folder / filename)
-    return str(folder)
+    return save_checkpoints(DET_TEACHER_CONFIGS, tmp_path_factory.mktemp('det_teachers'))
 
 
 def det_kd_overrides(coco_root, det_teacher_dir, batch_size=4, max_iters=None):

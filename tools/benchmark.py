@@ -26,16 +26,13 @@ def prepare_teachers(task, teacher_dir: str) -> str:
     names = [run.export_as for run in task.teachers]
     if all(osp.isfile(osp.join(teacher_dir, name)) for name in names):
         return teacher_dir
-    import torch
-    from mmkd_ext.utils.model_builder import build_model
+    from mmkd_ext.utils.model_builder import save_initialised_checkpoint
     folder = osp.join(ROOT, 'work_dirs', 'benchmark', 'random_teachers')
     os.makedirs(folder, exist_ok=True)
     for run in task.teachers:
         path = osp.join(folder, run.export_as)
         if not osp.isfile(path):
-            model, _ = build_model(run.config)
-            model.init_weights()
-            torch.save(dict(state_dict=model.state_dict()), path)
+            save_initialised_checkpoint(run.config, path)
     return folder
 
 

@@ -11,6 +11,7 @@ import os
 import os.path as osp
 from typing import Optional, Tuple, Union
 
+import torch
 import torch.nn as nn
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODELS as ROOT_MODELS
@@ -134,3 +135,12 @@ def build_model(spec: ModelSpec,
         model_cfg['_scope_'] = scope
         model = ROOT_MODELS.build(model_cfg)
     return model, scope
+
+
+def save_initialised_checkpoint(spec: ModelSpec, path: str) -> str:
+    """Build ``spec``, run its ``init_weights()`` and save ``{'state_dict': ...}`` at
+    ``path`` (stand-in weights of an architecture, e.g. for timing); returns the path."""
+    model, _ = build_model(spec)
+    model.init_weights()
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return str(path)
