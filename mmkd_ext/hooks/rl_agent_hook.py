@@ -123,12 +123,14 @@ class RLAgentHook(WeightingTrainerHook):
         runner.message_hub.update_scalar('train/agent_reward', reward.mean())
         if not (weighting.policy.stochastic and 'actions' not in step.weights.aux):
             transition = dict(step.weights.aux, reward=standardized_reward(reward.float()))
-            self.store.append({k: v.to(self.store_device or v.device)
-                               for k, v in transition.items()})
+            self.store.append(self._to_store(transition))
         done = runner.iter + 1
         if self.store and (done % self.agent_interval == 0 or len(self.store) >= self.max_stored
                            or (self.update_at_epoch_end and done % self.iters_per_epoch == 0)):
             runner.message_hub.update_scalar('train/agent_loss', self.update_agent(weighting))
+
+    def _to_store(self, transition: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return {k: v.to(self.store_device or v.device) for k, v in transition.items()}
 
     def update_agent(self, weighting: RLAgentWeighting) -> float:
         """One optimizer step per stored batch, then clear the store; returns the
@@ -169,6 +171,5 @@ class RLAgentHook(WeightingTrainerHook):
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state['optimizer'])
-        self.store = [{k: v.to(self.store_device or v.device) for k, v in t.items()}
-                      for t in state['store']]
+        self.store = [self._to_store(t) for t in state['store']]
         self.baseline = state['baseline']
