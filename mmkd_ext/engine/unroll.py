@@ -2,9 +2,12 @@
 
 Everything here is functional (``torch.func.functional_call`` over a dict of
 parameters and cloned buffers): the live model, its BN statistics and the
-optimizer state are never written.
+optimizer state are never written. :func:`mirror_optimizer` reads the live student
+optimizer (SGD, Adam or AdamW) into a mirror whose ``step`` does the same update
+while keeping the autograd graph.
 """
-from typing import Callable, Dict, Iterable
+import math
+from typing import Callable, Dict, Iterable, Optional
 
 import torch
 import torch.nn as nn
@@ -13,63 +16,127 @@ from torch.func import functional_call
 Params = Dict[str, torch.Tensor]
 
 
-class SGDHyperParams:
-    """lr, momentum, dampening, weight decay and Nesterov of each parameter, read from
-    a live ``torch.optim.SGD`` (its current values, after any LR schedule), with the
-    momentum buffers it holds (cloned)."""
+class OptimizerMirror:
+    """The hyper-parameters of each parameter's group in a live optimizer (their
+    current values, after any LR schedule) and clones of its per-parameter state.
+
+    Subclasses implement :meth:`update` for one parameter; :meth:`step` applies it to
+    every parameter that has a group and a gradient, and advances the mirrored state
+    so that consecutive calls match consecutive optimizer steps.
+    """
+    state_keys: tuple = ()
 
     def __init__(self, optimizer: torch.optim.Optimizer, named_params: Dict[str, nn.Parameter]):
-        if not isinstance(optimizer, torch.optim.SGD):
-            raise TypeError('The meta step mirrors the student optimizer and supports '
-                            f'torch.optim.SGD, not {type(optimizer).__name__}.')
         if any(g.get('maximize') for g in optimizer.param_groups):
-            raise ValueError('The meta step does not support SGD(maximize=True).')
+            raise ValueError(f'The meta step does not support {type(optimizer).__name__}'
+                             '(maximize=True).')
         group_of = {id(p): g for g in optimizer.param_groups for p in g['params']}
-        self.groups, self.momentum_buffers = {}, {}
+        self.groups: Dict[str, dict] = {}
+        self.state: Dict[str, Dict[str, Optional[torch.Tensor]]] = {}
         for name, param in named_params.items():
             group = group_of.get(id(param))
             if group is None:
                 continue
             self.groups[name] = group
-            buf = optimizer.state.get(param, {}).get('momentum_buffer')
-            self.momentum_buffers[name] = None if buf is None else buf.detach().clone()
+            live = optimizer.state.get(param, {})
+            self.state[name] = {
+                key: (live[key].detach().clone() if torch.is_tensor(live.get(key))
+                      else live.get(key)) for key in self.state_keys}
+
+    def update(self, param: torch.Tensor, grad: torch.Tensor, group: dict,
+               state: dict) -> torch.Tensor:
+        """The parameter after one step (``state`` is advanced in place)."""
+        raise NotImplementedError
 
     def step(self, params: Params, grads: Params) -> Params:
-        """One SGD step as ``torch.optim.SGD`` does it, keeping the graph.
-
-        The momentum buffers advance too, so consecutive calls match consecutive
-        optimizer steps.
-        """
+        """One optimizer step on every parameter with a gradient, keeping the graph."""
         new_params = {}
         for name, param in params.items():
-            grad = grads.get(name)
-            group = self.groups.get(name)
-            if grad is None or group is None:
-                new_params[name] = param
-                continue
-            if group['weight_decay']:
-                grad = grad + group['weight_decay'] * param
-            momentum = group['momentum']
-            if momentum:
-                buf = self.momentum_buffers[name]
-                buf = grad if buf is None else momentum * buf + (1 - group['dampening']) * grad
-                self.momentum_buffers[name] = buf
-                grad = grad + momentum * buf if group['nesterov'] else buf
-            new_params[name] = param - group['lr'] * grad
+            grad, group = grads.get(name), self.groups.get(name)
+            new_params[name] = (param if grad is None or group is None
+                                else self.update(param, grad, group, self.state[name]))
         return new_params
 
 
-def differentiable_sgd_steps(params: Params, buffers: Params,
-                             loss_fn: Callable[[Params], torch.Tensor],
-                             sgd: SGDHyperParams, num_steps: int) -> Params:
-    """``num_steps`` SGD steps on ``loss_fn(tensors)`` from ``params``, differentiable
-    w.r.t. anything ``loss_fn`` depends on (create_graph)."""
+class SGDMirror(OptimizerMirror):
+    """``torch.optim.SGD``: lr, momentum, dampening, weight decay and Nesterov."""
+    state_keys = ('momentum_buffer', )
+
+    def update(self, param, grad, group, state):
+        if group['weight_decay']:
+            grad = grad + group['weight_decay'] * param
+        momentum = group['momentum']
+        if momentum:
+            buf = state['momentum_buffer']
+            buf = grad if buf is None else momentum * buf + (1 - group['dampening']) * grad
+            state['momentum_buffer'] = buf
+            grad = grad + momentum * buf if group['nesterov'] else buf
+        return param - group['lr'] * grad
+
+
+class AdamMirror(OptimizerMirror):
+    """``torch.optim.Adam`` and ``torch.optim.AdamW``: betas, eps, (decoupled) weight
+    decay, AMSGrad and the bias corrections of the live step count.
+
+    The square root of the second moment is taken as ``sqrt(max(v, tiny))``: equal in
+    value (``tiny`` is far below ``eps**2``), and its gradient stays finite where a
+    gradient entry is exactly zero (``sqrt'(0)`` is infinite, which turns the
+    hypergradient into NaN).
+    """
+    state_keys = ('step', 'exp_avg', 'exp_avg_sq', 'max_exp_avg_sq')
+
+    def __init__(self, optimizer: torch.optim.Optimizer, named_params: Dict[str, nn.Parameter]):
+        super().__init__(optimizer, named_params)
+        self.decoupled = isinstance(optimizer, torch.optim.AdamW)
+
+    def update(self, param, grad, group, state):
+        lr, (beta1, beta2), decay = group['lr'], group['betas'], group['weight_decay']
+        step = (0.0 if state['step'] is None else float(state['step'])) + 1
+        state['step'] = step
+        if decay:
+            if group.get('decoupled_weight_decay', self.decoupled):
+                param = param * (1 - lr * decay)
+            else:
+                grad = grad + decay * param
+        exp_avg = state['exp_avg'] if state['exp_avg'] is not None else torch.zeros_like(grad)
+        exp_avg_sq = (state['exp_avg_sq'] if state['exp_avg_sq'] is not None
+                      else torch.zeros_like(grad))
+        exp_avg = beta1 * exp_avg + (1 - beta1) * grad
+        exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
+        state['exp_avg'], state['exp_avg_sq'] = exp_avg, exp_avg_sq
+        second = exp_avg_sq
+        if group['amsgrad']:
+            previous = state['max_exp_avg_sq']
+            second = exp_avg_sq if previous is None else torch.maximum(previous, exp_avg_sq)
+            state['max_exp_avg_sq'] = second
+        tiny = torch.finfo(second.dtype).tiny
+        denom = second.clamp_min(tiny).sqrt() / math.sqrt(1 - beta2**step) + group['eps']
+        return param - (lr / (1 - beta1**step)) * exp_avg / denom
+
+
+def mirror_optimizer(optimizer: torch.optim.Optimizer,
+                     named_params: Dict[str, nn.Parameter]) -> OptimizerMirror:
+    """The differentiable mirror of a live student optimizer (SGD, Adam or AdamW)."""
+    if isinstance(optimizer, torch.optim.SGD):
+        return SGDMirror(optimizer, named_params)
+    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return AdamMirror(optimizer, named_params)
+    raise TypeError('The meta step mirrors the student optimizer and supports '
+                    f'SGD, Adam and AdamW, not {type(optimizer).__name__}: use one of '
+                    'those in optim_wrapper.optimizer.')
+
+
+def differentiable_steps(params: Params, buffers: Params,
+                         loss_fn: Callable[[Params], torch.Tensor],
+                         optimizer: OptimizerMirror, num_steps: int) -> Params:
+    """``num_steps`` optimizer steps on ``loss_fn(tensors)`` from ``params``,
+    differentiable w.r.t. anything ``loss_fn`` depends on (create_graph)."""
     for _ in range(num_steps):
         loss = loss_fn({**params, **buffers})
         names = list(params)
         grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=True,
                                     allow_unused=True)
-        params = sgd.step(params, {n: g for n, g in zip(names, grads) if g is not None})
+        params = optimizer.step(params, {n: g for n, g in zip(names, grads) if g is not None})
     return params
 
 

@@ -12,7 +12,7 @@ from mmengine.logging import print_log
 from mmengine.registry import OPTIMIZERS
 
 from mmkd_ext.engine.distributed import average_gradients
-from mmkd_ext.engine.unroll import SGDHyperParams, call, differentiable_sgd_steps, sum_losses
+from mmkd_ext.engine.unroll import call, differentiable_steps, mirror_optimizer, sum_losses
 from mmkd_ext.registry import HOOKS
 from mmkd_ext.weighting.meta_weight_net import MetaWeightNet
 from .base import WeightingTrainerHook
@@ -53,9 +53,9 @@ class MetaWeightHook(WeightingTrainerHook):
        by samples the student gets wrong); ``use_hard_buffer=False`` uses the
        current batch;
     2. from the live student (and adapters) take ``inner_kd_steps`` differentiable
-       SGD steps on the weighted distillation terms, then ``inner_ce_steps`` on the
-       task loss, with the student optimizer's current lr, momentum, dampening,
-       weight decay and Nesterov setting (and its momentum buffers);
+       steps on the weighted distillation terms, then ``inner_ce_steps`` on the task
+       loss, mirroring the student optimizer (SGD, Adam or AdamW) with its current
+       hyper-parameters and state (momentum buffers, moments, step count);
     3. back-propagate the task loss of the stepped student on the quiz batch through
        the unrolled steps to the weight networks (the exact hypergradient) and take
        one step of the meta optimizer (Adam by default).
@@ -126,6 +126,7 @@ class MetaWeightHook(WeightingTrainerHook):
         if self.use_hard_buffer and isinstance(self._dataset, ConcatDataset):
             raise TypeError('MetaWeightHook cannot map sample_idx of a ConcatDataset back '
                             'to its samples; set use_hard_buffer=False.')
+        mirror_optimizer(runner.optim_wrapper.optimizer, {})  # refuses the unsupported
         if getattr(runner.optim_wrapper, 'clip_grad_kwargs', None):
             print_log('MetaWeightHook: the look-ahead steps do not clip gradients as the '
                       "student's optim_wrapper does.", logger='current', level=logging.WARNING)
@@ -206,7 +207,7 @@ class MetaWeightHook(WeightingTrainerHook):
                  if p.requires_grad and not n.startswith('weighting.')}
         params = {n: p.detach().requires_grad_() for n, p in named.items()}
         buffers = {n: b.clone() for n, b in model.named_buffers()}
-        sgd = SGDHyperParams(optimizer, named)
+        mirror = mirror_optimizer(optimizer, named)
 
         def distill_loss(tensors):
             losses = call(model, tensors, inputs, data_samples, mode='loss')
@@ -218,10 +219,10 @@ class MetaWeightHook(WeightingTrainerHook):
             return sum_losses(losses)
 
         with model.weighting.learning(), model.lookahead():
-            params = differentiable_sgd_steps(params, buffers, distill_loss, sgd,
-                                              self.inner_kd_steps)
-            params = differentiable_sgd_steps(params, buffers, task_loss, sgd,
-                                              self.inner_ce_steps)
+            params = differentiable_steps(params, buffers, distill_loss, mirror,
+                                          self.inner_kd_steps)
+            params = differentiable_steps(params, buffers, task_loss, mirror,
+                                          self.inner_ce_steps)
             return task_loss({**params, **buffers})
 
     # ------------------------------------------------------------ checkpoints
