@@ -156,10 +156,11 @@ def det_teacher_dir(tmp_path_factory):
     return save_checkpoints(DET_TEACHER_CONFIGS, tmp_path_factory.mktemp('det_teachers'))
 
 
-def det_kd_overrides(coco_root, det_teacher_dir, batch_size=4, max_iters=None):
+def det_kd_overrides(coco_root, det_teacher_dir, batch_size=4, max_iters=None,
+                     teachers=DET_TEACHER_CONFIGS):
     """cfg-options that point a detection KD config at the test data and teachers."""
     options = kd_overrides(coco_root + '/', det_teacher_dir, batch_size, max_iters,
-                           teachers=DET_TEACHER_CONFIGS)
+                           teachers=teachers)
     for split in ('val', 'test'):
         options[f'{split}_evaluator.ann_file'] = coco_root + '/annotations/instances_val2017.json'
     return options

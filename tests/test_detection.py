@@ -45,12 +45,42 @@ def det_teachers(tmp_path):
             for w in (12, 8)]
 
 
-def det_distiller(teachers, **kwargs):
+def tiny_dense_detector(head_type, width=8, num_classes=NUM_CLASSES):
+    """An anchor-free FCOS or a one-anchor ATSS / GFL detector on the tiny RetinaNet's
+    backbone and FPN: class scores of shape ``[B, C, H, W]`` per level, like a
+    RetinaNet with one anchor per location."""
+    base = tiny_retinanet(width, num_classes)
+    head = dict(type=head_type, num_classes=num_classes, in_channels=16, stacked_convs=1,
+                feat_channels=16, norm_cfg=dict(type='GN', num_groups=4, requires_grad=True))
+    assigner = dict(type='ATSSAssigner', topk=9)
+    anchors = dict(type='AnchorGenerator', ratios=[1.0], octave_base_scale=4,
+                   scales_per_octave=1, strides=[8, 16, 32, 64])
+    if head_type == 'FCOSHead':
+        head.update(strides=[8, 16, 32, 64], regress_ranges=((-1, 32), (32, 64), (64, 128),
+                                                              (128, 1e8)),
+                    loss_bbox=dict(type='IoULoss', loss_weight=1.0))
+        assigner = dict(type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.4,
+                        min_pos_iou=0, ignore_iof_thr=-1)  # unused by FCOS, as in mmdet
+    elif head_type == 'ATSSHead':
+        head.update(anchor_generator=anchors, bbox_coder=base['bbox_head']['bbox_coder'],
+                    loss_bbox=dict(type='GIoULoss', loss_weight=2.0))
+    else:  # GFLHead
+        head.update(anchor_generator=anchors, reg_max=8,
+                    loss_cls=dict(type='QualityFocalLoss', use_sigmoid=True, beta=2.0,
+                                  loss_weight=1.0),
+                    loss_dfl=dict(type='DistributionFocalLoss', loss_weight=0.25),
+                    loss_bbox=dict(type='GIoULoss', loss_weight=2.0))
+    return dict(base, type={'FCOSHead': 'FCOS', 'ATSSHead': 'ATSS', 'GFLHead': 'GFL'}[head_type],
+                bbox_head=head, train_cfg=dict(assigner=assigner, allowed_border=-1,
+                                               pos_weight=-1, debug=False))
+
+
+def det_distiller(teachers, student=None, **kwargs):
     from mmkd_ext.distillers import MultiTeacherDistiller
     kwargs.setdefault('logit_kd', dict(type='SigmoidKLDivergence', temperature=1.0, weight=1.0))
     kwargs.setdefault('feature_kd', dict(weight=1.0))
     torch.manual_seed(0)
-    model = MultiTeacherDistiller(student=tiny_retinanet(8), teachers=teachers,
+    model = MultiTeacherDistiller(student=student or tiny_retinanet(8), teachers=teachers,
                                   probe_shape=(3, 64, 64), **kwargs)
     model.train()
     return model
@@ -149,6 +179,31 @@ def test_incompatible_heads_are_refused_unless_only_features_are_distilled(tmp_p
         det_distiller([dict(config=more_classes,
                             checkpoint=save_checkpoint(more_classes, tmp_path / 'c.pth'))],
                       logit_kd=None)
+
+
+@pytest.mark.parametrize('student_head', ['RetinaHead', 'FCOSHead', 'ATSSHead', 'GFLHead'])
+def test_fcos_and_gfl_teachers_distil_into_any_dense_head_of_the_same_layout(
+        student_head, tmp_path):
+    """Teachers of different dense-head families (anchor-free FCOS, GFL with its
+    quality scores) distil into a student of each family with one prior per location."""
+    teachers = [dict(name=head, config=tiny_dense_detector(head, 12),
+                     checkpoint=save_checkpoint(tiny_dense_detector(head, 12),
+                                                tmp_path / f'{head}.pth', 3))
+                for head in ('FCOSHead', 'GFLHead')]
+    student = (tiny_retinanet(8, ratios=(1.0, )) if student_head == 'RetinaHead'
+               else tiny_dense_detector(student_head, 8))
+    model = det_distiller(teachers, student=student,
+                          weighting=dict(type='ConfidenceWeighting'))
+    inputs, samples = det_batch(model)
+    losses = model.loss(inputs, samples)
+    batch = model.last_step.batch
+    assert batch.logit_kd.shape == batch.teacher_loss.shape == (2, 2)
+    assert (batch.logit_kd > 0).all() and torch.isfinite(batch.teacher_loss).all()
+    assert batch.teacher_logits.shape == (2, 2, NUM_CLASSES)
+    total = sum(v if torch.is_tensor(v) else sum(v) for k, v in losses.items() if 'loss' in k)
+    total.backward()
+    head_weights = [p for n, p in model.student.bbox_head.named_parameters() if 'cls' in n]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head_weights)
 
 
 @pytest.mark.parametrize('weighting', [

@@ -74,3 +74,30 @@ def test_exported_student_runs_in_plain_mmdet(trained_det, coco_root, tmp_path):
     distilled = torch.load(checkpoint, weights_only=False)['state_dict']
     assert torch.equal(exported['bbox_head.retina_cls.weight'],
                        distilled['student.bbox_head.retina_cls.weight'])
+
+
+def test_gfl_teacher_trains_and_teaches_retinanet_student_through_features(
+        coco_root, det_teacher_dir, tmp_path):
+    """The GFL teacher config trains as a plain mmdet config; its checkpoint then
+    joins the two RetinaNet teachers, whose heads it cannot be compared with, through
+    feature KD."""
+    from conftest import DET_CONFIGS
+    teacher_cfg = Config.fromfile(f'{DET_CONFIGS}/teachers/gfl_r34_w32_coco_shapes.py')
+    teacher_cfg.merge_from_dict(det_kd_overrides(coco_root, det_teacher_dir, max_iters=2,
+                                                 teachers={}))
+    teacher_cfg.work_dir, teacher_cfg.experiment_name = str(tmp_path / 'gfl'), 'gfl'
+    Runner.from_cfg(teacher_cfg).train()
+    gfl_checkpoint = tmp_path / 'gfl' / 'iter_2.pth'
+
+    cfg = Config.fromfile(f'{DET_CONFIGS}/distill/kd_aver_retinanet_gfl_to_r18_coco_shapes.py')
+    cfg.merge_from_dict(det_kd_overrides(coco_root, det_teacher_dir, max_iters=2))
+    cfg.model.teachers[2].checkpoint = str(gfl_checkpoint)
+    cfg.work_dir, cfg.experiment_name = str(tmp_path / 'kd'), 'kd'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    batch = runner.model.last_step.batch
+    assert type(runner.model.teachers[2]).__name__ == 'GFL'
+    assert batch.feature_kd.shape == (4, 3) and not batch.logit_kd.any()
+    assert torch.isfinite(batch.feature_kd).all() and (batch.feature_kd > 0).all()
+    scalars = runner.message_hub.log_scalars
+    assert 'train/gfl_r34w32.feat' in scalars and 'train/loss_kd' not in scalars
