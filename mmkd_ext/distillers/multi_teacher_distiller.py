@@ -5,7 +5,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.model import BaseModel
+from mmengine.dist import is_distributed
+from mmengine.model import BaseModel, revert_sync_batchnorm
 
 from mmkd_ext.registry import MODELS, TASK_VIEWS
 from mmkd_ext.structures import KDBatch, KDStep, TeacherWeights
@@ -18,6 +19,7 @@ from mmkd_ext.utils.recorder import OutputRecorder
 DEFAULT_TASK_VIEWS = {
     'mmpretrain': 'ClassificationView',
     'mmdet': 'DenseDetectionView',
+    'mmseg': 'SegmentationView',
 }
 
 
@@ -104,6 +106,8 @@ class MultiTeacherDistiller(BaseModel):
         student_cfg, student_ckpt, _, student_options = _split_model_spec(student)
         self.student, student_scope = build_model(student_cfg, data_preprocessor,
                                                   student_options)
+        if not is_distributed():  # SyncBN needs a process group (MMEngine's runner agrees)
+            self.student = revert_sync_batchnorm(self.student)
         if student_ckpt:
             load_model_weights(self.student, student_ckpt, 'student')
             self.student._is_init = True  # keep the loaded weights in init_weights()
@@ -150,6 +154,8 @@ class MultiTeacherDistiller(BaseModel):
             source = config if isinstance(config, str) else config.get('type')
             owner = f'teacher {idx} ({name!r}, config {source})'
             teacher, _ = build_model(config, data_preprocessor, cfg_options)
+            # Frozen and in eval mode, SyncBN is plain BN (and needs no process group).
+            teacher = revert_sync_batchnorm(teacher)
             load_model_weights(teacher, checkpoint, owner)
             teacher.requires_grad_(False)
             teacher.eval()
