@@ -164,3 +164,35 @@ def det_kd_overrides(coco_root, det_teacher_dir, batch_size=4, max_iters=None,
     for split in ('val', 'test'):
         options[f'{split}_evaluator.ann_file'] = coco_root + '/annotations/instances_val2017.json'
     return options
+
+
+SEG_CONFIGS = osp.join(CONFIGS, 'segmentation')
+SEG_KD_CONFIG = osp.join(SEG_CONFIGS, 'distill', 'kd_{}_pspnet_r18_cityscapes_streets.py')
+SEG_TEACHER_CONFIGS = {
+    'pspnet_r34_w32.pth': osp.join(SEG_CONFIGS, 'teachers/pspnet_r34_w32_cityscapes_streets.py'),
+    'deeplabv3_r50_w16.pth': osp.join(SEG_CONFIGS,
+                                      'teachers/deeplabv3_r50_w16_cityscapes_streets.py'),
+}
+SEG_STUDENT_CONFIG = osp.join(SEG_CONFIGS, 'students/pspnet_r18_w16_cityscapes_streets.py')
+
+
+@pytest.fixture(scope='session')
+def streets_root(tmp_path_factory):
+    """Cityscapes-Streets with 16 train / 8 val images of 128x256."""
+    from mmkd_ext.datasets import generate_street_scenes
+    root = str(tmp_path_factory.mktemp('cityscapes_streets'))
+    generate_street_scenes(root, num_train=16, num_val=8, seed=0)
+    return root
+
+
+@pytest.fixture(scope='session')
+def seg_teacher_dir(tmp_path_factory):
+    """Checkpoints of the two segmentation demo teachers (randomly initialised, seeded)."""
+    return save_checkpoints(SEG_TEACHER_CONFIGS, tmp_path_factory.mktemp('seg_teachers'))
+
+
+def seg_kd_overrides(streets_root, seg_teacher_dir, batch_size=4, max_iters=None,
+                     teachers=SEG_TEACHER_CONFIGS):
+    """cfg-options that point a segmentation config at the test data and teachers."""
+    return kd_overrides(streets_root + '/', seg_teacher_dir, batch_size, max_iters,
+                        teachers=teachers)

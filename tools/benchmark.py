@@ -3,7 +3,8 @@
 ``overhead``: seconds per iteration and peak memory of each weighting method against
 AVER on a task's demo configuration, each in its own process, in one run:
 
-    python tools/benchmark.py overhead [--task classification|detection] [--iters 40]
+    python tools/benchmark.py overhead [--task classification|detection|segmentation]
+        [--iters 40]
         [--warmup 5] [--batch-size N] [--methods aver mmkd:5 mtkd_rl ...]
 
 ``METHOD:N`` sets the update interval of the method's hook (MMKD's meta interval,
@@ -47,7 +48,7 @@ def main():
     over.add_argument('--task', choices=sorted(tasks), default='classification')
     over.add_argument('--iters', type=int, default=40)
     over.add_argument('--warmup', type=int, default=5)
-    over.add_argument('--batch-size', type=int, help='default: 64 (classification), 8 (detection)')
+    over.add_argument('--batch-size', type=int, help='default: 64 (classification), 8 (detection, segmentation)')
     over.add_argument('--methods', nargs='+',
                       default=['aver', 'mmkd:5', 'mtkd_rl', 'mtkd_rl_stochastic'],
                       help=f'METHOD[:INTERVAL] entries (aver among them); methods: '

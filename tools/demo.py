@@ -1,12 +1,12 @@
 """The demo: multi-teacher distillation on generated data, end to end.
 
-For a task (classification by default, or detection), generates its dataset in the
-real format, trains the teachers and the student alone, distils the student with
-every weighting method, evaluates each with tools/test.py, and prints a table (also
-saved with a bar plot under the task's work root). Runs that already finished are
+For a task (classification by default, detection or segmentation), generates its
+dataset in the real format, trains the teachers and the student alone, distils the
+student with every weighting method, evaluates each with tools/test.py, and prints a
+table (also saved with a bar plot under the task's work root). Runs that already finished are
 reused; ``--force`` redoes them.
 
-    python tools/demo.py [--task classification|detection] [--force] [--verbose]
+    python tools/demo.py [--task classification|detection|segmentation] [--force] [--verbose]
 """
 import argparse
 import json
@@ -34,7 +34,7 @@ def run_command(cmd: List[str], log_path: str, verbose: bool) -> None:
                                 stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             log.write(line)
-            if verbose or 'Epoch(' in line:
+            if verbose or 'Epoch(' in line or 'Iter(' in line:
                 print('    ' + line.rstrip()[-150:], flush=True)
         if proc.wait() != 0:
             raise SystemExit(f'[demo] command failed ({" ".join(cmd)}); see {log_path}')
@@ -116,7 +116,7 @@ def save_plot(results: List[dict], task: Task, path: str) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--task', choices=['classification', 'detection'],
+    parser.add_argument('--task', choices=['classification', 'detection', 'segmentation'],
                         default='classification')
     parser.add_argument('--work-root', help="default: the task's (work_dirs/<dataset>)")
     parser.add_argument('--data-root', help="default: the task's (data/<dataset>)")

@@ -49,6 +49,11 @@ def _coco_data_options(root: str) -> dict:
     return options
 
 
+def _cityscapes_data_options(root: str) -> dict:
+    return {f'{split}_dataloader.dataset.data_root': root.rstrip('/') + '/'
+            for split in ('train', 'val', 'test')}
+
+
 def distill_runs(folder: str, suffix: str) -> List[Run]:
     """The student distilled with every weighting method."""
     methods = [('AVER', 'aver'), ('fixed', 'fixed'), ('EBKD (entropy)', 'entropy'),
@@ -61,8 +66,9 @@ def distill_runs(folder: str, suffix: str) -> List[Run]:
 
 def make_tasks(root: str) -> Dict[str, Task]:
     """The tasks of the demo and the benchmark, with config paths under ``root``."""
-    from mmkd_ext.datasets import generate_coco_shapes, generate_shapes10
+    from mmkd_ext.datasets import generate_coco_shapes, generate_shapes10, generate_street_scenes
     cls, det = osp.join(root, 'configs/classification'), osp.join(root, 'configs/detection')
+    seg = osp.join(root, 'configs/segmentation')
     return {
         'classification': Task(
             'Shapes-10', 'data/shapes10', 'work_dirs/shapes10', generate_shapes10, [
@@ -88,4 +94,17 @@ def make_tasks(root: str) -> Dict[str, Task]:
             'bbox mAP (%)', 100.0,
             'Multi-teacher distillation of a RetinaNet-R18 (16 channels) on Shapes-COCO',
             _coco_data_options),
+        'segmentation': Task(
+            'Cityscapes-Streets', 'data/cityscapes_streets', 'work_dirs/cityscapes_streets',
+            generate_street_scenes, [
+                Run('PSPNet R34-w32', 'teacher',
+                    f'{seg}/teachers/pspnet_r34_w32_cityscapes_streets.py', 'pspnet_r34_w32.pth'),
+                Run('DeepLabV3 R50-w16', 'teacher',
+                    f'{seg}/teachers/deeplabv3_r50_w16_cityscapes_streets.py',
+                    'deeplabv3_r50_w16.pth'),
+                Run('student alone', 'student',
+                    f'{seg}/students/pspnet_r18_w16_cityscapes_streets.py'),
+            ] + distill_runs(seg, 'pspnet_r18_cityscapes_streets'), 'mIoU', 'mIoU (%)', 1.0,
+            'Multi-teacher distillation of a PSPNet-R18 (16 channels) on Cityscapes-Streets',
+            _cityscapes_data_options),
     }
