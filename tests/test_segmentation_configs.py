@@ -40,7 +40,9 @@ def test_every_weighting_trains_a_segmentor(method, streets_root, seg_teacher_di
 @pytest.fixture(scope='module')
 def trained_seg(streets_root, seg_teacher_dir, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('seg_cli')
-    options = seg_kd_overrides(streets_root, seg_teacher_dir, max_iters=4)
+    options = seg_kd_overrides(streets_root, seg_teacher_dir)
+    options.update({'train_cfg.max_iters': 4, 'train_cfg.val_interval': 4,
+                    'default_hooks.checkpoint.interval': 4, 'param_scheduler': '[]'})
     args = ['--cfg-options'] + [f'{k}={v}' for k, v in options.items()]
     result = run_tool('tools/train.py', SEG_KD_CONFIG.format('confidence'), '--work-dir',
                       str(work_dir), *args)
