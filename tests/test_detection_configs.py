@@ -9,7 +9,11 @@ from mmengine.runner import Runner
 
 from conftest import DET_KD_CONFIG, DET_STUDENT_CONFIG, det_kd_overrides, run_tool
 
-METHODS = ['aver', 'fixed', 'entropy', 'confidence', 'mmkd', 'mtkd_rl', 'mtkd_rl_stochastic']
+# The weightings without a hook differ from AVER only in the weighting module (each is
+# run on tiny detectors in test_detection.py); their config runs are long tests.
+METHODS = ['aver', 'mmkd', 'mtkd_rl'] + [
+    pytest.param(m, marks=pytest.mark.slow)
+    for m in ('fixed', 'entropy', 'confidence', 'mtkd_rl_stochastic')]
 
 
 @pytest.mark.parametrize('method', METHODS)

@@ -13,7 +13,11 @@ from mmengine.runner import Runner
 from conftest import (CONFIGS, SEG_CONFIGS, SEG_KD_CONFIG, SEG_STUDENT_CONFIG, run_tool,
                       seg_kd_overrides)
 
-METHODS = ['aver', 'fixed', 'entropy', 'confidence', 'mmkd', 'mtkd_rl', 'mtkd_rl_stochastic']
+# The weightings without a hook differ from AVER only in the weighting module (each is
+# run on tiny segmentors in test_segmentation.py); their config runs are long tests.
+METHODS = ['aver', 'mmkd', 'mtkd_rl'] + [
+    pytest.param(m, marks=pytest.mark.slow)
+    for m in ('fixed', 'entropy', 'confidence', 'mtkd_rl_stochastic')]
 ZOO_CONFIGS = sorted(glob.glob(osp.join(SEG_CONFIGS, 'cityscapes', 'kd_*_cityscapes.py')))
 NO_DOWNLOAD = {'pretrained': None}  # no ImageNet weights can be fetched here
 CONFIGS_BASE = osp.join(CONFIGS, '_base_')
