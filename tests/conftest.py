@@ -169,11 +169,11 @@ def det_kd_overrides(coco_root, det_teacher_dir, batch_size=4, max_iters=None,
 SEG_CONFIGS = osp.join(CONFIGS, 'segmentation')
 SEG_KD_CONFIG = osp.join(SEG_CONFIGS, 'distill', 'kd_{}_pspnet_r18_cityscapes_streets.py')
 SEG_TEACHER_CONFIGS = {
-    'pspnet_r34_w32.pth': osp.join(SEG_CONFIGS, 'teachers/pspnet_r34_w32_cityscapes_streets.py'),
+    'pspnet_r34_w16.pth': osp.join(SEG_CONFIGS, 'teachers/pspnet_r34_w16_cityscapes_streets.py'),
     'deeplabv3_r50_w16.pth': osp.join(SEG_CONFIGS,
                                       'teachers/deeplabv3_r50_w16_cityscapes_streets.py'),
 }
-SEG_STUDENT_CONFIG = osp.join(SEG_CONFIGS, 'students/pspnet_r18_w16_cityscapes_streets.py')
+SEG_STUDENT_CONFIG = osp.join(SEG_CONFIGS, 'students/pspnet_r18_w8_cityscapes_streets.py')
 
 
 @pytest.fixture(scope='session')

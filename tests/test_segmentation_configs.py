@@ -38,7 +38,7 @@ def test_every_weighting_trains_a_segmentor(method, streets_root, seg_teacher_di
     assert all(torch.equal(teacher[k], v) for k, v in runner.model.teachers[1].state_dict().items())
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in runner.model.modules())
     scalars = runner.message_hub.log_scalars
-    assert {'train/loss_kd', 'train/loss_feat', 'train/psp_r34w32.w_logit'} <= set(scalars)
+    assert {'train/loss_kd', 'train/loss_feat', 'train/psp_r34w16.w_logit'} <= set(scalars)
 
 
 @pytest.fixture(scope='module')
@@ -124,7 +124,7 @@ def test_every_cityscapes_config_names_model_zoo_teachers():
 def test_cityscapes_config_trains_with_overridden_checkpoints_and_data(
         method, zoo_seg_teacher_checkpoints, streets_root, tmp_path):
     """The full distiller of the real config (zoo R101 teachers, R18 student) on the
-    generated data at its native 128x256 instead of 512x1024 crops."""
+    generated data with its 64x128 training crops instead of 512x1024."""
     cfg = Config.fromfile(osp.join(SEG_CONFIGS, 'cityscapes',
                                    f'kd_{method}_pspnet_deeplabv3_r101_to_r18_cityscapes.py'))
     small = Config.fromfile(osp.join(CONFIGS_BASE, 'datasets/cityscapes_streets.py'))

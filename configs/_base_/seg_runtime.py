@@ -4,7 +4,7 @@ _base_ = './default_runtime.py'
 default_scope = 'mmseg'
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2,
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=250, max_keep_ckpts=2,
                     save_best='auto'),
     visualization=dict(_delete_=True, type='SegVisualizationHook'))
 visualizer = dict(_delete_=True, type='SegLocalVisualizer',

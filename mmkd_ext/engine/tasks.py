@@ -97,14 +97,14 @@ def make_tasks(root: str) -> Dict[str, Task]:
         'segmentation': Task(
             'Cityscapes-Streets', 'data/cityscapes_streets', 'work_dirs/cityscapes_streets',
             generate_street_scenes, [
-                Run('PSPNet R34-w32', 'teacher',
-                    f'{seg}/teachers/pspnet_r34_w32_cityscapes_streets.py', 'pspnet_r34_w32.pth'),
+                Run('PSPNet R34-w16', 'teacher',
+                    f'{seg}/teachers/pspnet_r34_w16_cityscapes_streets.py', 'pspnet_r34_w16.pth'),
                 Run('DeepLabV3 R50-w16', 'teacher',
                     f'{seg}/teachers/deeplabv3_r50_w16_cityscapes_streets.py',
                     'deeplabv3_r50_w16.pth'),
                 Run('student alone', 'student',
-                    f'{seg}/students/pspnet_r18_w16_cityscapes_streets.py'),
+                    f'{seg}/students/pspnet_r18_w8_cityscapes_streets.py'),
             ] + distill_runs(seg, 'pspnet_r18_cityscapes_streets'), 'mIoU', 'mIoU (%)', 1.0,
-            'Multi-teacher distillation of a PSPNet-R18 (16 channels) on Cityscapes-Streets',
+            'Multi-teacher distillation of a PSPNet-R18 (8 channels) on Cityscapes-Streets',
             _cityscapes_data_options),
     }

@@ -1,18 +1,20 @@
 # Cityscapes-Streets: generated street scenes in the real Cityscapes layout (written by
 # `python tools/make_data.py segmentation`), 128x256 images, the 19 Cityscapes train
-# ids with 255 as ignore. Label files are checked on load
+# ids with 255 as ignore. As mmseg's Cityscapes configs (512x1024 crops of rescaled
+# 1024x2048 images), training sees crops of a quarter of the image (64x128) of images
+# rescaled by 0.5-2; testing sees whole images. Label files are checked on load
 # (mmkd_ext.CheckedCityscapesDataset): a missing pair or an id outside 0-18/255 is an
 # error naming the file.
 dataset_type = 'mmkd_ext.CheckedCityscapesDataset'
 data_root = 'data/cityscapes_streets/'
-crop_size = (128, 256)
+crop_size = (64, 128)
 # sample_idx is kept for MMKD's hard-example buffer.
 meta_keys = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape',
              'scale_factor', 'flip', 'flip_direction', 'reduce_zero_label', 'sample_idx')
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=(256, 128), ratio_range=(1.0, 1.5), keep_ratio=True),
+    dict(type='RandomResize', scale=(256, 128), ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs', meta_keys=meta_keys),

@@ -1,18 +1,18 @@
-# Two Cityscapes-Streets teachers (PSPNet with a ResNetV1c-34 of 32 channels, DeepLabV3
+# Two Cityscapes-Streets teachers (PSPNet with a ResNetV1c-34 of 16 channels, DeepLabV3
 # with a bottleneck ResNetV1c-50 of 16) distilled into a PSPNet with a ResNetV1c-18 of
-# 16 channels. Logit KD is the pixel-wise KL of the decode heads' class scores over
+# 8 channels. Logit KD is the pixel-wise KL of the decode heads' class scores over
 # labelled pixels (ChannelWiseDivergence is the alternative); feature KD runs on the
 # last backbone stage through a ConvAdapter per teacher. The teachers' checkpoints are
 # written by `make demo-segmentation` under work_dirs/cityscapes_streets/teachers/.
 teacher_dir = 'work_dirs/cityscapes_streets/teachers'
 model = dict(
     type='mmkd_ext.MultiTeacherDistiller',
-    student='{{fileDirname}}/../../segmentation/students/pspnet_r18_w16_cityscapes_streets.py',
+    student='{{fileDirname}}/../../segmentation/students/pspnet_r18_w8_cityscapes_streets.py',
     teachers=[
-        dict(name='psp_r34w32',
+        dict(name='psp_r34w16',
              config='{{fileDirname}}/../../segmentation/teachers/'
-             'pspnet_r34_w32_cityscapes_streets.py',
-             checkpoint=teacher_dir + '/pspnet_r34_w32.pth'),
+             'pspnet_r34_w16_cityscapes_streets.py',
+             checkpoint=teacher_dir + '/pspnet_r34_w16.pth'),
         dict(name='aspp_r50w16',
              config='{{fileDirname}}/../../segmentation/teachers/'
              'deeplabv3_r50_w16_cityscapes_streets.py',

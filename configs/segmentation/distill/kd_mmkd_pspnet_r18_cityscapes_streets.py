@@ -3,7 +3,7 @@
 # images are those whose averaged scores rank an absent class above a present one.
 _base_ = [
     '../../_base_/distill/streets_two_teachers.py', '../../_base_/datasets/cityscapes_streets.py',
-    '../../_base_/schedules/streets_2k.py', '../../_base_/seg_runtime.py'
+    '../../_base_/schedules/streets_1k.py', '../../_base_/seg_runtime.py'
 ]
 model = dict(weighting=dict(type='MetaWeightNet', batch_size=8,
                             feature_input='sorted_similarity'))

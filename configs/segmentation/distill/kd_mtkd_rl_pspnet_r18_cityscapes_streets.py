@@ -4,7 +4,7 @@
 # the first iteration (warmup_epochs=0, as the other short demo schedules).
 _base_ = [
     '../../_base_/distill/streets_two_teachers.py', '../../_base_/datasets/cityscapes_streets.py',
-    '../../_base_/schedules/streets_2k.py', '../../_base_/seg_runtime.py'
+    '../../_base_/schedules/streets_1k.py', '../../_base_/seg_runtime.py'
 ]
 model = dict(
     weighting=dict(type='RLAgentWeighting', hidden_channels=128,

@@ -1,5 +1,0 @@
-# Teacher on Cityscapes-Streets: one of the two demo teachers (2000 iterations).
-_base_ = [
-    '../../_base_/models/pspnet_r34_w32.py', '../../_base_/datasets/cityscapes_streets.py',
-    '../../_base_/schedules/streets_2k.py', '../../_base_/seg_runtime.py'
-]
