@@ -106,7 +106,8 @@ class MultiTeacherDistiller(BaseModel):
         student_cfg, student_ckpt, _, student_options = _split_model_spec(student)
         self.student, student_scope = build_model(student_cfg, data_preprocessor,
                                                   student_options)
-        if not is_distributed():  # SyncBN needs a process group (MMEngine's runner agrees)
+        if not (is_distributed() and torch.cuda.is_available()):
+            # SyncBN needs a process group and CUDA tensors: plain BN otherwise.
             self.student = revert_sync_batchnorm(self.student)
         if student_ckpt:
             load_model_weights(self.student, student_ckpt, 'student')
