@@ -196,3 +196,22 @@ def seg_kd_overrides(streets_root, seg_teacher_dir, batch_size=4, max_iters=None
     """cfg-options that point a segmentation config at the test data and teachers."""
     return kd_overrides(streets_root + '/', seg_teacher_dir, batch_size, max_iters,
                         teachers=teachers)
+
+
+@pytest.fixture
+def det_teachers(tmp_path):
+    """Two tiny RetinaNets (12 and 8 base channels) with saved checkpoints."""
+    from tiny_models import tiny_retinanet
+    return [dict(name=f't{w}', config=tiny_retinanet(w),
+                 checkpoint=save_checkpoint(tiny_retinanet(w), tmp_path / f'{w}.pth', w))
+            for w in (12, 8)]
+
+
+@pytest.fixture
+def seg_teachers(tmp_path):
+    """A tiny PSPNet at output stride 8 and a tiny DeepLabV3 (ASPP) at output stride 16."""
+    from tiny_models import tiny_segmentor
+    specs = [('psp', tiny_segmentor(12, 'PSPHead', 8)), ('aspp', tiny_segmentor(12, 'ASPPHead', 16))]
+    return [dict(name=name, config=spec,
+                 checkpoint=save_checkpoint(spec, tmp_path / f'{name}.pth', seed))
+            for seed, (name, spec) in enumerate(specs)]

@@ -4,81 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import save_checkpoint
-
-NUM_CLASSES = 19
-IGNORE = 255
-
-
-def tiny_segmentor(width=8, head='PSPHead', output_stride=8, norm='BN',
-                   num_classes=NUM_CLASSES):
-    """An mmseg EncoderDecoder: a ResNetV1c-18 of ``width`` base channels at output
-    stride 8 (dilated last stages) or 16, a PSP / ASPP decode head and an FCN
-    auxiliary head."""
-    norm_cfg = dict(type=norm, requires_grad=True)
-    strides, dilations = ((1, 2, 1, 1), (1, 1, 2, 4)) if output_stride == 8 else \
-        ((1, 2, 2, 1), (1, 1, 1, 2))
-    decode = dict(type=head, in_channels=8 * width, in_index=3, channels=16,
-                  dropout_ratio=0.1, num_classes=num_classes, norm_cfg=norm_cfg,
-                  align_corners=False,
-                  loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0))
-    decode.update(pool_scales=(1, 2, 3, 6)) if head == 'PSPHead' else \
-        decode.update(dilations=(1, 6, 12, 18))
-    return dict(
-        type='EncoderDecoder',
-        data_preprocessor=dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
-                               std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
-                               seg_pad_val=IGNORE, size=(64, 128)),
-        backbone=dict(type='ResNetV1c', depth=18, stem_channels=width, base_channels=width,
-                      num_stages=4, out_indices=(0, 1, 2, 3), strides=strides,
-                      dilations=dilations, norm_cfg=norm_cfg, norm_eval=False,
-                      style='pytorch', contract_dilation=True),
-        decode_head=decode,
-        auxiliary_head=dict(type='FCNHead', in_channels=4 * width, in_index=2, channels=8,
-                            num_convs=1, concat_input=False, dropout_ratio=0.1,
-                            num_classes=num_classes, norm_cfg=norm_cfg, align_corners=False,
-                            loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                                             loss_weight=0.4)),
-        train_cfg=dict(), test_cfg=dict(mode='whole'))
-
-
-@pytest.fixture
-def seg_teachers(tmp_path):
-    """A PSPNet at output stride 8 and a DeepLabV3 (ASPP) at output stride 16."""
-    specs = [('psp', tiny_segmentor(12, 'PSPHead', 8)), ('aspp', tiny_segmentor(12, 'ASPPHead', 16))]
-    return [dict(name=name, config=spec,
-                 checkpoint=save_checkpoint(spec, tmp_path / f'{name}.pth', seed))
-            for seed, (name, spec) in enumerate(specs)]
-
-
-def seg_distiller(teachers, student=None, **kwargs):
-    from mmkd_ext.distillers import MultiTeacherDistiller
-    kwargs.setdefault('logit_kd', dict(type='KLDivergence', temperature=1.0, weight=1.0))
-    kwargs.setdefault('feature_kd', dict(weight=1.0))
-    torch.manual_seed(0)
-    model = MultiTeacherDistiller(student=student or tiny_segmentor(8), teachers=teachers,
-                                  probe_shape=(3, 64, 128), **kwargs)
-    model.train()
-    return model
-
-
-def seg_batch(model, batch_size=2, size=(64, 128), seed=0):
-    """Random images; labels: left half class 0 (road), right half class 10 (sky) or
-    13 (car), a band of ignored pixels at the bottom."""
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    g = torch.Generator().manual_seed(seed)
-    h, w = size
-    images, samples = [], []
-    for i in range(batch_size):
-        images.append(torch.randint(0, 256, (3, h, w), generator=g).float())
-        label = torch.zeros(1, h, w, dtype=torch.long)
-        label[..., w // 2:] = 10 if i % 2 == 0 else 13
-        label[:, h - 8:] = IGNORE
-        sample = SegDataSample(metainfo=dict(img_shape=size, ori_shape=size))
-        sample.gt_sem_seg = PixelData(data=label)
-        samples.append(sample)
-    data = model.data_preprocessor(dict(inputs=images, data_samples=samples), True)
-    return data['inputs'], data['data_samples']
+from tiny_models import IGNORE
+from tiny_models import SEG_CLASSES as NUM_CLASSES
+from tiny_models import seg_batch, seg_distiller, tiny_segmentor
 
 
 def test_kd_batch_has_per_image_terms_for_every_teacher(seg_teachers):
@@ -170,34 +98,6 @@ def test_sync_bn_models_become_plain_bn_in_a_single_process(tmp_path):
         assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in net.modules())
     inputs, samples = seg_batch(model)
     assert torch.isfinite(model.loss(inputs, samples)['loss_kd'])
-
-
-@pytest.mark.parametrize('weighting', [
-    dict(type='UniformWeighting'), dict(type='EntropyWeighting'),
-    dict(type='ConfidenceWeighting'), dict(type='RLAgentWeighting', warmup_epochs=0),
-    dict(type='MetaWeightNet', batch_size=2)])
-def test_every_weighting_runs_on_segmentation(weighting, seg_teachers):
-    model = seg_distiller(seg_teachers, weighting=weighting)
-    if weighting['type'] == 'RLAgentWeighting':
-        model.weighting.begin_step(0.0, seed=0)
-    inputs, samples = seg_batch(model)
-    losses = model.loss(inputs, samples)
-    weights = model.last_step.weights
-    assert weights.logit.shape == (2, 2) and torch.isfinite(losses['loss_kd'])
-    if weighting['type'] != 'EntropyWeighting':
-        assert torch.allclose(weights.logit.sum(1), torch.ones(2), atol=1e-5)
-
-
-def test_mmkd_hypergradient_runs_through_a_segmentor(seg_teachers):
-    from mmkd_ext.hooks import MetaWeightHook
-    model = seg_distiller(seg_teachers, weighting=dict(type='MetaWeightNet', batch_size=2))
-    optimizer = torch.optim.AdamW([p for n, p in model.named_parameters()
-                                   if not n.startswith('weighting.')], lr=1e-3)
-    inputs, samples = seg_batch(model)
-    outer = MetaWeightHook().hypergradient(model, optimizer, inputs, samples)
-    assert outer > 0
-    grads = [p.grad for p in model.weighting.parameters()]
-    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
 
 
 def test_hard_images_rank_an_absent_class_above_a_present_one():

@@ -1,0 +1,83 @@
+"""The real-Cityscapes configs (mmseg model-zoo teachers): every one parses and names the
+zoo checkpoints; built with the checkpoints and data overridden, they train."""
+import glob
+import os.path as osp
+import uuid
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from conftest import CONFIGS, SEG_CONFIGS
+
+ZOO_CONFIGS = sorted(glob.glob(osp.join(SEG_CONFIGS, 'cityscapes', 'kd_*_cityscapes.py')))
+NO_DOWNLOAD = {'pretrained': None}  # no ImageNet weights can be fetched here
+SMALL_DATA_CONFIG = osp.join(CONFIGS, '_base_', 'datasets', 'cityscapes_streets.py')
+
+
+@pytest.fixture(scope='session')
+def zoo_seg_teacher_checkpoints(tmp_path_factory):
+    """Random weights in the zoo teachers' architectures (users download the real ones)."""
+    from mmkd_ext.utils.model_builder import build_model
+    folder = tmp_path_factory.mktemp('zoo_seg_teachers')
+    paths = []
+    for config in ('pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-512x1024.py',
+                   'deeplabv3/deeplabv3_r101-d8_4xb2-80k_cityscapes-512x1024.py'):
+        model, _ = build_model(f'mmseg::{config}', cfg_options=NO_DOWNLOAD)
+        paths.append(str(folder / osp.basename(config).replace('.py', '.pth')))
+        torch.save(dict(state_dict=model.state_dict()), paths[-1])
+    return paths
+
+
+def test_every_cityscapes_config_names_model_zoo_teachers():
+    assert len(ZOO_CONFIGS) == 7
+    for path in ZOO_CONFIGS:
+        cfg = Config.fromfile(path)
+        assert cfg.model.student.config == \
+            'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
+        for teacher in cfg.model.teachers:
+            assert teacher.config.startswith('mmseg::') and '80k_cityscapes-512x1024' in \
+                teacher.config
+            assert teacher.checkpoint.startswith('https://') and teacher.checkpoint.endswith('.pth')
+        assert cfg.train_dataloader.dataset.type == 'CityscapesDataset'
+        assert cfg.train_dataloader.dataset.data_root == 'data/cityscapes/'
+        assert cfg.train_cfg.max_iters == 80000
+        assert cfg.train_dataloader.dataset.pipeline[3].crop_size == (512, 1024)
+
+
+@pytest.mark.parametrize('method', ['aver', pytest.param('mtkd_rl', marks=pytest.mark.slow)])
+def test_cityscapes_config_trains_with_overridden_checkpoints_and_data(
+        method, zoo_seg_teacher_checkpoints, streets_root, tmp_path):
+    """The full distiller of the real config (zoo R101 teachers, R18 student) on the
+    generated data with its 64x128 training crops instead of 512x1024."""
+    cfg = Config.fromfile(osp.join(SEG_CONFIGS, 'cityscapes',
+                                   f'kd_{method}_pspnet_deeplabv3_r101_to_r18_cityscapes.py'))
+    small = Config.fromfile(SMALL_DATA_CONFIG)
+    cfg.merge_from_dict({
+        'model.teachers.0.checkpoint': zoo_seg_teacher_checkpoints[0],
+        'model.teachers.1.checkpoint': zoo_seg_teacher_checkpoints[1],
+        'model.student.cfg_options': dict(NO_DOWNLOAD, **{
+            'data_preprocessor.size': small.crop_size}),
+        'model.probe_shape': (3, 128, 256),
+        'train_dataloader.batch_size': 2,
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+        'train_dataloader.dataset.data_root': streets_root + '/',
+        'train_dataloader.dataset.pipeline': small.train_pipeline,
+        'train_cfg': dict(_delete_=True, type='IterBasedTrainLoop', max_iters=1,
+                          val_interval=10**6),
+        'param_scheduler': [],
+        'default_hooks.checkpoint': dict(type='CheckpointHook', interval=10**6, by_epoch=False),
+        'val_dataloader': None, 'val_cfg': None, 'val_evaluator': None,
+    })
+    if method == 'mtkd_rl':
+        cfg.model.weighting.warmup_epochs = 0
+    cfg.work_dir, cfg.experiment_name = str(tmp_path), f'zoo_{method}_{uuid.uuid4().hex[:6]}'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    step = runner.model.last_step
+    assert step.batch.teacher_logits.shape == (2, 2, 19)
+    assert step.batch.teacher_features[0][0].shape[1] == 2048  # R101's last stage
+    assert step.batch.student_features[0].shape[1] == 512  # R18's last stage
+    assert torch.isfinite(step.batch.logit_kd).all()
