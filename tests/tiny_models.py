@@ -7,6 +7,17 @@ SEG_CLASSES = 19
 IGNORE = 255
 
 
+def tiny_distiller(student, teachers, probe_shape, **kwargs):
+    """A seeded ``MultiTeacherDistiller`` in training mode, feature KD on by default."""
+    from mmkd_ext.distillers import MultiTeacherDistiller
+    kwargs.setdefault('feature_kd', dict(weight=1.0))
+    torch.manual_seed(0)
+    model = MultiTeacherDistiller(student=student, teachers=teachers, probe_shape=probe_shape,
+                                  **kwargs)
+    model.train()
+    return model
+
+
 def tiny_retinanet(width=8, num_classes=DET_CLASSES, ratios=(0.5, 1.0, 2.0)):
     """A RetinaNet with a ResNet-18 of ``width`` base channels, 16-channel FPN."""
     return dict(
@@ -68,14 +79,9 @@ def tiny_dense_detector(head_type, width=8, num_classes=DET_CLASSES):
 
 
 def det_distiller(teachers, student=None, **kwargs):
-    from mmkd_ext.distillers import MultiTeacherDistiller
+    """A distiller of a tiny RetinaNet (8 channels) from ``teachers``, sigmoid head KD."""
     kwargs.setdefault('logit_kd', dict(type='SigmoidKLDivergence', temperature=1.0, weight=1.0))
-    kwargs.setdefault('feature_kd', dict(weight=1.0))
-    torch.manual_seed(0)
-    model = MultiTeacherDistiller(student=student or tiny_retinanet(8), teachers=teachers,
-                                  probe_shape=(3, 64, 64), **kwargs)
-    model.train()
-    return model
+    return tiny_distiller(student or tiny_retinanet(8), teachers, (3, 64, 64), **kwargs)
 
 
 def det_batch(model, batch_size=2, size=64, seed=0):
@@ -175,14 +181,9 @@ def tiny_segmentor(width=8, head='PSPHead', output_stride=8, norm='BN',
 
 
 def seg_distiller(teachers, student=None, **kwargs):
-    from mmkd_ext.distillers import MultiTeacherDistiller
+    """A distiller of a tiny PSPNet (8 channels) from ``teachers``, pixel KL."""
     kwargs.setdefault('logit_kd', dict(type='KLDivergence', temperature=1.0, weight=1.0))
-    kwargs.setdefault('feature_kd', dict(weight=1.0))
-    torch.manual_seed(0)
-    model = MultiTeacherDistiller(student=student or tiny_segmentor(8), teachers=teachers,
-                                  probe_shape=(3, 64, 128), **kwargs)
-    model.train()
-    return model
+    return tiny_distiller(student or tiny_segmentor(8), teachers, (3, 64, 128), **kwargs)
 
 
 def seg_batch(model, batch_size=2, size=(64, 128), seed=0):
