@@ -44,6 +44,8 @@ def test_every_cityscapes_config_names_model_zoo_teachers():
         assert cfg.train_dataloader.dataset.data_root == 'data/cityscapes/'
         assert cfg.train_cfg.max_iters == 80000
         assert cfg.train_dataloader.dataset.pipeline[3].crop_size == (512, 1024)
+        if cfg.model.weighting.type == 'MetaWeightNet':  # no second derivative of SyncBN
+            assert {v['type'] for v in cfg.model.student.cfg_options.values()} == {'BN'}
 
 
 @pytest.mark.parametrize('method', ['aver', pytest.param('mtkd_rl', marks=pytest.mark.slow)])

@@ -188,7 +188,7 @@ def seg_distiller(teachers, student=None, **kwargs):
 
 def seg_batch(model, batch_size=2, size=(64, 128), seed=0):
     """Random images; labels: left half class 0 (road), right half class 10 (sky) or
-    13 (car), a band of ignored pixels at the bottom."""
+    13 (car), the bottom 5 rows ignored."""
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     g = torch.Generator().manual_seed(seed)
@@ -198,7 +198,7 @@ def seg_batch(model, batch_size=2, size=(64, 128), seed=0):
         images.append(torch.randint(0, 256, (3, h, w), generator=g).float())
         label = torch.zeros(1, h, w, dtype=torch.long)
         label[..., w // 2:] = 10 if i % 2 == 0 else 13
-        label[:, h - 8:] = IGNORE
+        label[:, h - 5:] = IGNORE
         sample = SegDataSample(metainfo=dict(img_shape=size, ori_shape=size))
         sample.gt_sem_seg = PixelData(data=label)
         samples.append(sample)

@@ -5,7 +5,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.dist import is_distributed
+from mmengine.dist import get_backend, is_distributed
 from mmengine.model import BaseModel, revert_sync_batchnorm
 
 from mmkd_ext.registry import MODELS, TASK_VIEWS
@@ -106,8 +106,8 @@ class MultiTeacherDistiller(BaseModel):
         student_cfg, student_ckpt, _, student_options = _split_model_spec(student)
         self.student, student_scope = build_model(student_cfg, data_preprocessor,
                                                   student_options)
-        if not (is_distributed() and torch.cuda.is_available()):
-            # SyncBN needs a process group and CUDA tensors: plain BN otherwise.
+        if not (is_distributed() and get_backend() == 'nccl'):
+            # SyncBN needs a process group of CUDA tensors: plain BN otherwise.
             self.student = revert_sync_batchnorm(self.student)
         if student_ckpt:
             load_model_weights(self.student, student_ckpt, 'student')

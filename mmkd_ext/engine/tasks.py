@@ -36,22 +36,19 @@ class Task(NamedTuple):
                        f'{[r.method for r in self.runs if r.method]}.')
 
 
-def _folder_data_options(root: str) -> dict:
-    return {f'{split}_dataloader.dataset.data_root': root for split in ('train', 'val', 'test')}
+def _data_root_options(root: str) -> dict:
+    """cfg-options pointing every split's dataset at ``root``."""
+    return {f'{split}_dataloader.dataset.data_root': root.rstrip('/') + '/'
+            for split in ('train', 'val', 'test')}
 
 
 def _coco_data_options(root: str) -> dict:
-    options = {f'{split}_dataloader.dataset.data_root': root.rstrip('/') + '/'
-               for split in ('train', 'val', 'test')}
+    """:func:`_data_root_options` plus the COCO evaluators' annotation files."""
+    options = _data_root_options(root)
     for split in ('val', 'test'):
         options[f'{split}_evaluator.ann_file'] = osp.join(root, 'annotations',
                                                           'instances_val2017.json')
     return options
-
-
-def _cityscapes_data_options(root: str) -> dict:
-    return {f'{split}_dataloader.dataset.data_root': root.rstrip('/') + '/'
-            for split in ('train', 'val', 'test')}
 
 
 def distill_runs(folder: str, suffix: str) -> List[Run]:
@@ -81,7 +78,7 @@ def make_tasks(root: str) -> Dict[str, Task]:
                 Run('student alone', 'student', f'{cls}/students/resnet18_w8_shapes10.py'),
             ] + distill_runs(cls, 'r18w8_shapes10'), 'accuracy/top1', 'top-1 (%)', 1.0,
             'Multi-teacher distillation of a ResNet-18 (8 channels) on Shapes-10',
-            _folder_data_options),
+            _data_root_options),
         'detection': Task(
             'Shapes-COCO', 'data/coco_shapes', 'work_dirs/coco_shapes', generate_coco_shapes, [
                 Run('RetinaNet R34-w32', 'teacher',
@@ -106,5 +103,5 @@ def make_tasks(root: str) -> Dict[str, Task]:
                     f'{seg}/students/pspnet_r18_w8_cityscapes_streets.py'),
             ] + distill_runs(seg, 'pspnet_r18_cityscapes_streets'), 'mIoU', 'mIoU (%)', 1.0,
             'Multi-teacher distillation of a PSPNet-R18 (8 channels) on Cityscapes-Streets',
-            _cityscapes_data_options),
+            _data_root_options),
     }

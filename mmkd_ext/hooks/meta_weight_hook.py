@@ -126,11 +126,27 @@ class MetaWeightHook(WeightingTrainerHook):
         if self.use_hard_buffer and isinstance(self._dataset, ConcatDataset):
             raise TypeError('MetaWeightHook cannot map sample_idx of a ConcatDataset back '
                             'to its samples; set use_hard_buffer=False.')
-        mirror_optimizer(runner.optim_wrapper.optimizer, {})  # refuses the unsupported
+        self.check_student_supported(model, runner.optim_wrapper)
         if getattr(runner.optim_wrapper, 'clip_grad_kwargs', None):
             print_log('MetaWeightHook: the look-ahead steps do not clip gradients as the '
                       "student's optim_wrapper does.", logger='current', level=logging.WARNING)
         self._iter_start = time.perf_counter()
+
+    @staticmethod
+    def check_student_supported(model, optim_wrapper) -> None:
+        """Refuse, before training, what the look-ahead cannot mirror: an optimizer other
+        than SGD/Adam/AdamW, several optimizers, or SyncBN (torch has no second
+        derivative of its synchronised backward)."""
+        if not isinstance(getattr(optim_wrapper, 'optimizer', None), torch.optim.Optimizer):
+            raise TypeError('MetaWeightHook mirrors one student optimizer; got '
+                            f'{type(optim_wrapper).__name__}: use a single OptimWrapper.')
+        mirror_optimizer(optim_wrapper.optimizer, {})  # raises for unsupported optimizers
+        if any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.student.modules()):
+            raise TypeError(
+                'MetaWeightHook differentiates twice through the student, which SyncBN '
+                "does not support (torch): give the student plain BN, e.g. student=dict("
+                "config=..., cfg_options={'backbone.norm_cfg': dict(type='BN', "
+                "requires_grad=True), ...}) for every norm_cfg of its config.")
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._iter_start = time.perf_counter()

@@ -1,5 +1,5 @@
 """Task view of mmseg encoder-decoder segmentors."""
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -15,7 +15,9 @@ class SegmentationView(BaseTaskView):
     the decode head's class scores ``[B, C, h, w]`` (at the head's output stride),
     recorded at its last layer ``decode_head.conv_seg``.
 
-    - per-image logits ``[B, C]``: the scores averaged over locations;
+    - per-image logits ``[B, C]``: the log of the softmax map averaged over locations,
+      so that their softmax (what the weightings take) is the image's mean class
+      distribution;
     - logit KD ``[B]``: the KD loss at every location (``KLDivergence`` over classes
       by default), averaged per image over the locations whose ground truth is not
       the ignore label; a teacher map of another size (another output stride) is
@@ -31,6 +33,10 @@ class SegmentationView(BaseTaskView):
     Args:
         ignore_index (int, optional): the ignored label; by default the student
             decode head's (255 on Cityscapes).
+
+    Resizing follows the student decode head's ``align_corners`` (read in
+    :meth:`bind`); labels are resized with ``nearest-exact`` (the label at each
+    output location's centre).
     """
     head_module = 'decode_head.conv_seg'
     default_feature_layers = ('backbone.layer4', )
@@ -63,17 +69,23 @@ class SegmentationView(BaseTaskView):
         return F.interpolate(scores, size=size, mode='bilinear',
                              align_corners=self.align_corners)
 
-    @staticmethod
-    def _labels(data_samples: list, size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
-        """Ground-truth train ids ``[B, H, W]`` (long), nearest-resized to ``size``."""
+    def _labels(self, data_samples: list,
+                size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """Ground-truth ids ``[B, H, W]`` (long) of the padded batch, resized to
+        ``size`` (the label at each output location's centre)."""
+        if not data_samples or 'gt_sem_seg' not in data_samples[0]:
+            raise KeyError(f'{type(self).__name__} needs the ground truth (gt_sem_seg) in '
+                           'the data samples: training data loaded with LoadAnnotations.')
         labels = torch.stack([s.gt_sem_seg.data for s in data_samples])  # [B, 1, H, W]
         if size is not None and tuple(labels.shape[-2:]) != tuple(size):
-            labels = F.interpolate(labels.float(), size=size, mode='nearest')
+            labels = F.interpolate(labels.float(), size=size, mode='nearest-exact')
         return labels[:, 0].long()
 
     # -------------------------------------------------------------- the view
     def sample_logits(self, head_out: torch.Tensor) -> torch.Tensor:
-        return head_out.mean(dim=(2, 3))
+        """``[B, C, h, w]`` scores -> ``[B, C]``: log of the mean softmax map."""
+        mean_probs = head_out.float().softmax(dim=1).mean(dim=(2, 3))
+        return mean_probs.clamp_min(torch.finfo(torch.float32).tiny).log()
 
     def logit_kd(self, kd_loss: nn.Module, student_out: torch.Tensor,
                  teacher_out: torch.Tensor, data_samples: list) -> torch.Tensor:
@@ -94,6 +106,8 @@ class SegmentationView(BaseTaskView):
         return ce.sum(dim=(1, 2)) / valid.clamp_min(1).to(ce.dtype)
 
     def hard_samples(self, student_logits: torch.Tensor, data_samples: list) -> torch.Tensor:
+        """``[B]`` bool from per-image logits ``[B, C]``: the image's mean class
+        distribution ranks a class absent from its ground truth above a present one."""
         hard = []
         for logits, labels in zip(student_logits, self._labels(data_samples)):
             present = torch.zeros(len(logits), dtype=torch.bool, device=logits.device)
@@ -102,10 +116,3 @@ class SegmentationView(BaseTaskView):
             hard.append(bool(present.any()) and bool((~present).any())
                         and bool(logits[present].min() < logits[~present].max()))
         return torch.tensor(hard, device=student_logits.device)
-
-    def check_compatible(self, student_out: Any, teacher_out: Any, teacher_name: str,
-                         head_kd: bool = True) -> None:
-        if student_out.shape[1] != teacher_out.shape[1]:
-            raise ValueError(
-                f'{teacher_name} predicts {teacher_out.shape[1]} classes but the student '
-                f'{student_out.shape[1]}: teachers and student must share the label set.')
