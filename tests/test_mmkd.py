@@ -278,6 +278,8 @@ class OnOtherDevice:
 
 def test_hook_state_is_restored_on_resume_only_and_from_any_device(mmkd):
     from types import SimpleNamespace
+
+    from mmengine.optim import OptimWrapper
     model, _ = mmkd
     saved = MetaWeightHook(seed=1)
     saved.buffer = torch.arange(7)
@@ -287,8 +289,10 @@ def test_hook_state_is_restored_on_resume_only_and_from_any_device(mmkd):
     state = checkpoint['meta_weight_hook']
     state['buffer'], state['generator'] = map(OnOtherDevice, (state['buffer'], state['generator']))
 
+    optim_wrapper = OptimWrapper(torch.optim.SGD(model.student.parameters(), lr=0.1))
+
     def runner(iteration):
-        return SimpleNamespace(model=model, iter=iteration, optim_wrapper=SimpleNamespace(),
+        return SimpleNamespace(model=model, iter=iteration, optim_wrapper=optim_wrapper,
                                train_dataloader=SimpleNamespace(dataset=[], collate_fn=None))
 
     fresh = MetaWeightHook()
