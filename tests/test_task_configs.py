@@ -40,7 +40,7 @@ TASKS = dict(
 )
 # Every weighting runs on tiny models of both tasks in test_weightings_on_tasks.py; here
 # each task's configs run AVER and one hook-driven method (MMKD for detection, MTKD-RL
-# for segmentation, both in the CLI runs of the other tests too), the rest as long tests.
+# for segmentation; the tools tests below run CA-MKD), the rest as long tests.
 FAST_METHODS = dict(detection=('aver', 'mmkd'), segmentation=('aver', 'mtkd_rl'))
 METHODS = ('aver', 'fixed', 'entropy', 'confidence', 'mmkd', 'mtkd_rl', 'mtkd_rl_stochastic')
 TASK_METHODS = [
