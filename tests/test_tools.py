@@ -1,5 +1,6 @@
 """The command-line tools, run as a user runs them."""
 import json
+import re
 import os.path as osp
 
 import pytest
@@ -127,3 +128,32 @@ def test_every_task_has_a_config_per_benchmark_method():
         for method in METHODS:
             assert osp.isfile(task.distill_config(method)), (task.dataset, method)
         assert all(osp.isfile(run.config) for run in task.runs)
+
+
+def test_demo_reuses_finished_runs_and_distils_with_the_chosen_methods(tmp_path):
+    """Every selected run has a result already: the demo trains nothing, prints the
+    table of the teachers, the student alone and the chosen method only, and plots."""
+    from mmkd_ext.engine.tasks import make_tasks
+    from conftest import ROOT
+    work_root = tmp_path / 'work'
+    task = make_tasks(ROOT)['classification']
+    for run in task.runs:
+        if run.method not in (None, 'aver'):
+            continue
+        work_dir = work_root / re.sub(r'[^a-z0-9]+', '_', run.name.lower()).strip('_')
+        (work_dir / 'run' / 'vis_data').mkdir(parents=True)
+        score = dict(teacher=60.0, student=40.0, distilled=50.0)[run.role]
+        (work_dir / 'demo_result.json').write_text(json.dumps(
+            dict(name=run.name, role=run.role, score=score, train_seconds=1.0)))
+        (work_dir / 'run' / 'vis_data' / 'scalars.json').write_text(
+            json.dumps({'iter': 10, 'a.w_logit': 0.4, 'b.w_logit': 0.6}) + '\n')
+    result = run_tool('tools/demo.py', '--methods', 'aver', '--work-root', str(work_root),
+                      '--data-root', str(tmp_path / 'data'))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert ': training (' not in result.stdout
+    table = (work_root / 'demo_results.md').read_text()
+    assert '| KD: AVER | distilled | 50.00 | +10.00 |' in table and 'MMKD' not in table
+    assert (work_root / 'demo_results.png').is_file()
+    assert (work_root / 'kd_aver' / 'teacher_weights.png').is_file()
+    refused = run_tool('tools/demo.py', '--methods', 'nope', '--work-root', str(work_root))
+    assert refused.returncode != 0 and "unknown methods ['nope']" in refused.stderr

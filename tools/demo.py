@@ -7,6 +7,7 @@ table (also saved with a bar plot under the task's work root). Runs that already
 reused; ``--force`` redoes them.
 
     python tools/demo.py [--task classification|detection|segmentation] [--force] [--verbose]
+                         [--methods aver mmkd ...]
 """
 import argparse
 import json
@@ -122,11 +123,20 @@ def main():
     parser.add_argument('--data-root', help="default: the task's (data/<dataset>)")
     parser.add_argument('--force', action='store_true', help='redo finished runs')
     parser.add_argument('--verbose', action='store_true', help='show full training logs')
+    parser.add_argument('--methods', nargs='+', metavar='METHOD',
+                        help='distil with these weightings only (teachers and the student '
+                        'alone always run); default: all')
     args = parser.parse_args()
     os.chdir(ROOT)
     task = make_tasks(ROOT)[args.task]
+    known = [run.method for run in task.runs if run.method]
+    unknown = sorted(set(args.methods or ()) - set(known))
+    if unknown:
+        parser.error(f'unknown methods {unknown}; choose from {known}')
+    runs = [run for run in task.runs if not run.method or args.methods is None
+            or run.method in args.methods]
     task = task._replace(work_root=args.work_root or task.work_root,
-                         data_root=args.data_root or task.data_root)
+                         data_root=args.data_root or task.data_root, runs=runs)
     teacher_dir = osp.join(task.work_root, 'teachers')
     os.makedirs(teacher_dir, exist_ok=True)
 
