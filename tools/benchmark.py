@@ -15,26 +15,36 @@ otherwise randomly initialised teachers of the same architectures are used (thei
 weights do not change the cost).
 """
 import argparse
+import hashlib
 import json
 import os
 import os.path as osp
+from typing import Dict
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-def prepare_teachers(task, teacher_dir: str) -> str:
-    """Teacher checkpoints for timing: the demo's, or random ones written once."""
+def prepare_teachers(task, teacher_dir: str) -> Dict[str, str]:
+    """Teacher checkpoint per file name for timing: the demo's, or random ones written
+    once per architecture (the file is named by a digest of the model config, so a
+    changed config gets new weights)."""
     names = [run.export_as for run in task.teachers]
     if all(osp.isfile(osp.join(teacher_dir, name)) for name in names):
-        return teacher_dir
+        return {name: osp.join(teacher_dir, name) for name in names}
+    from mmengine.config import Config
+
     from mmkd_ext.utils.model_builder import save_initialised_checkpoint
     folder = osp.join(ROOT, 'work_dirs', 'benchmark', 'random_teachers')
     os.makedirs(folder, exist_ok=True)
+    paths = {}
     for run in task.teachers:
-        path = osp.join(folder, run.export_as)
+        model_cfg = repr(Config.fromfile(run.config).model.to_dict())
+        digest = hashlib.sha1(model_cfg.encode()).hexdigest()
+        path = osp.join(folder, f'{osp.splitext(run.export_as)[0]}_{digest[:10]}.pth')
         if not osp.isfile(path):
             save_initialised_checkpoint(run.config, path)
-    return folder
+        paths[run.export_as] = path
+    return paths
 
 
 def main():
@@ -68,9 +78,10 @@ def main():
     task = tasks[args.task]
     data_root = args.data_root or task.data_root
     task.generate(data_root)
-    teacher_dir = prepare_teachers(task, args.teacher_dir or osp.join(task.work_root, 'teachers'))
+    checkpoints = prepare_teachers(task, args.teacher_dir
+                                   or osp.join(task.work_root, 'teachers'))
     options = task.data_options(data_root)
-    options.update({f'model.teachers.{i}.checkpoint': osp.join(teacher_dir, run.export_as)
+    options.update({f'model.teachers.{i}.checkpoint': checkpoints[run.export_as]
                     for i, run in enumerate(task.teachers)})
     batch_size = args.batch_size or (64 if args.task == 'classification' else 8)
     rows = []
