@@ -215,3 +215,37 @@ def seg_teachers(tmp_path):
     return [dict(name=name, config=spec,
                  checkpoint=save_checkpoint(spec, tmp_path / f'{name}.pth', seed))
             for seed, (name, spec) in enumerate(specs)]
+
+
+def zoo_config_overrides(teacher_checkpoints, data_root):
+    """cfg-options shared by the real-data (model-zoo) config tests: stand-in teacher
+    checkpoints, the generated data at ``data_root``, one training iteration, no
+    validation."""
+    options = {f'model.teachers.{i}.checkpoint': path
+               for i, path in enumerate(teacher_checkpoints)}
+    options.update({
+        'train_dataloader.batch_size': 2,
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+        'train_dataloader.dataset.data_root': data_root + '/',
+        'train_cfg': dict(_delete_=True, type='IterBasedTrainLoop', max_iters=1,
+                          val_interval=10**6),
+        'param_scheduler': [],
+        'default_hooks.checkpoint': dict(type='CheckpointHook', interval=10**6, by_epoch=False),
+        'val_dataloader': None, 'val_cfg': None, 'val_evaluator': None,
+    })
+    return options
+
+
+def train_zoo_config(cfg, method, work_dir):
+    """Train a real-data config as overridden (MTKD-RL acting from the first
+    iteration); returns the runner."""
+    import uuid
+
+    from mmengine.runner import Runner
+    if method == 'mtkd_rl':
+        cfg.model.weighting.warmup_epochs = 0
+    cfg.work_dir, cfg.experiment_name = str(work_dir), f'zoo_{method}_{uuid.uuid4().hex[:6]}'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner

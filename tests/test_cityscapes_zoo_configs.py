@@ -2,14 +2,12 @@
 zoo checkpoints; built with the checkpoints and data overridden, they train."""
 import glob
 import os.path as osp
-import uuid
 
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 
-from conftest import CONFIGS, SEG_CONFIGS
+from conftest import CONFIGS, SEG_CONFIGS, train_zoo_config, zoo_config_overrides
 
 ZOO_CONFIGS = sorted(glob.glob(osp.join(SEG_CONFIGS, 'cityscapes', 'kd_*_cityscapes.py')))
 NO_DOWNLOAD = {'pretrained': None}  # no ImageNet weights can be fetched here
@@ -56,28 +54,13 @@ def test_cityscapes_config_trains_with_overridden_checkpoints_and_data(
     cfg = Config.fromfile(osp.join(SEG_CONFIGS, 'cityscapes',
                                    f'kd_{method}_pspnet_deeplabv3_r101_to_r18_cityscapes.py'))
     small = Config.fromfile(SMALL_DATA_CONFIG)
-    cfg.merge_from_dict({
-        'model.teachers.0.checkpoint': zoo_seg_teacher_checkpoints[0],
-        'model.teachers.1.checkpoint': zoo_seg_teacher_checkpoints[1],
+    cfg.merge_from_dict(dict(zoo_config_overrides(zoo_seg_teacher_checkpoints, streets_root), **{
         'model.student.cfg_options': dict(NO_DOWNLOAD, **{
             'data_preprocessor.size': small.crop_size}),
         'model.probe_shape': (3, 128, 256),
-        'train_dataloader.batch_size': 2,
-        'train_dataloader.num_workers': 0,
-        'train_dataloader.persistent_workers': False,
-        'train_dataloader.dataset.data_root': streets_root + '/',
         'train_dataloader.dataset.pipeline': small.train_pipeline,
-        'train_cfg': dict(_delete_=True, type='IterBasedTrainLoop', max_iters=1,
-                          val_interval=10**6),
-        'param_scheduler': [],
-        'default_hooks.checkpoint': dict(type='CheckpointHook', interval=10**6, by_epoch=False),
-        'val_dataloader': None, 'val_cfg': None, 'val_evaluator': None,
-    })
-    if method == 'mtkd_rl':
-        cfg.model.weighting.warmup_epochs = 0
-    cfg.work_dir, cfg.experiment_name = str(tmp_path), f'zoo_{method}_{uuid.uuid4().hex[:6]}'
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    }))
+    runner = train_zoo_config(cfg, method, tmp_path)
     step = runner.model.last_step
     assert step.batch.teacher_logits.shape == (2, 2, 19)
     assert step.batch.teacher_features[0][0].shape[1] == 2048  # R101's last stage

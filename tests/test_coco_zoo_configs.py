@@ -2,14 +2,12 @@
 zoo checkpoints; built with the checkpoints and data overridden, they train."""
 import glob
 import os.path as osp
-import uuid
 
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 
-from conftest import DET_CONFIGS
+from conftest import DET_CONFIGS, train_zoo_config, zoo_config_overrides
 
 ZOO_CONFIGS = sorted(glob.glob(osp.join(DET_CONFIGS, 'coco', 'kd_*_coco.py')))
 SHAPES_CLASSES = ('disc', 'ring', 'square', 'frame', 'triangle', 'plus', 'cross', 'checker')
@@ -47,28 +45,13 @@ def test_zoo_config_trains_with_overridden_checkpoints_and_data(
         method, zoo_teacher_checkpoints, coco_root, tmp_path):
     cfg = Config.fromfile(osp.join(DET_CONFIGS, 'coco',
                                    f'kd_{method}_retinanet_r50_r101_to_r18_coco.py'))
-    cfg.merge_from_dict({
-        'model.teachers.0.checkpoint': zoo_teacher_checkpoints[0],
-        'model.teachers.1.checkpoint': zoo_teacher_checkpoints[1],
+    cfg.merge_from_dict(dict(zoo_config_overrides(zoo_teacher_checkpoints, coco_root), **{
         'model.student.cfg_options': NO_DOWNLOAD,
-        'train_dataloader.batch_size': 2,
-        'train_dataloader.num_workers': 0,
-        'train_dataloader.persistent_workers': False,
-        'train_dataloader.dataset.data_root': coco_root + '/',
         'train_dataloader.dataset.ann_file': 'annotations/instances_train2017.json',
         'train_dataloader.dataset.data_prefix.img': 'train2017/',
         'train_dataloader.dataset.metainfo': dict(classes=SHAPES_CLASSES),
-        'train_cfg': dict(_delete_=True, type='IterBasedTrainLoop', max_iters=1,
-                          val_interval=10**6),
-        'param_scheduler': [],
-        'default_hooks.checkpoint': dict(type='CheckpointHook', interval=10**6, by_epoch=False),
-        'val_dataloader': None, 'val_cfg': None, 'val_evaluator': None,
-    })
-    if method == 'mtkd_rl':
-        cfg.model.weighting.warmup_epochs = 0
-    cfg.work_dir, cfg.experiment_name = str(tmp_path), f'zoo_{method}_{uuid.uuid4().hex[:6]}'
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    }))
+    runner = train_zoo_config(cfg, method, tmp_path)
     step = runner.model.last_step
     assert step.batch.teacher_logits.shape == (2, 2, 80)  # the zoo heads' 80 classes
     assert len(step.batch.student_features) == 5  # P3-P7

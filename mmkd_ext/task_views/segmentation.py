@@ -81,6 +81,12 @@ class SegmentationView(BaseTaskView):
             labels = F.interpolate(labels.float(), size=size, mode='nearest-exact')
         return labels[:, 0].long()
 
+    def _mean_over_labelled(self, values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``[B, H, W]`` values -> ``[B]``: each image's mean over its pixels whose
+        label (``[B, H, W]``) is not ignored (0 for an image with none)."""
+        valid = (labels != self.ignore_index).to(values.dtype)
+        return (values * valid).sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp_min(1.0)
+
     # -------------------------------------------------------------- the view
     def sample_logits(self, head_out: torch.Tensor) -> torch.Tensor:
         """``[B, C, h, w]`` scores -> ``[B, C]``: log of the mean softmax map."""
@@ -93,17 +99,15 @@ class SegmentationView(BaseTaskView):
         term = kd_loss(student_out, self._resize(teacher_out, size))
         if term.dim() == 1:  # already one value per image
             return term
-        valid = (self._labels(data_samples, size).to(term.device) != self.ignore_index)
-        valid = valid.to(term.dtype)
-        return (term * valid).sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp_min(1.0)
+        labels = self._labels(data_samples, size).to(term.device)
+        return self._mean_over_labelled(term, labels)
 
     def sample_loss(self, head_out: torch.Tensor, data_samples: list) -> torch.Tensor:
         labels = self._labels(data_samples).to(head_out.device)
         scores = self._resize(head_out, labels.shape[-2:])
         ce = F.cross_entropy(scores, labels, ignore_index=self.ignore_index,
-                             reduction='none')  # [B, H, W], 0 where ignored
-        valid = (labels != self.ignore_index).sum(dim=(1, 2))
-        return ce.sum(dim=(1, 2)) / valid.clamp_min(1).to(ce.dtype)
+                             reduction='none')  # [B, H, W]
+        return self._mean_over_labelled(ce, labels)
 
     def hard_samples(self, student_logits: torch.Tensor, data_samples: list) -> torch.Tensor:
         """``[B]`` bool from per-image logits ``[B, C]``: the image's mean class
