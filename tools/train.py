@@ -7,9 +7,10 @@ import argparse
 
 from mmengine.config import Config
 
-import mmkd_ext  # noqa: F401 (registers mmkd_ext types, weights-only checkpoint loading)
+import mmkd_ext  # noqa: F401 (registers mmkd_ext types, safe checkpoint loading and saving)
 from mmkd_ext.engine.launch import (add_launch_args, build_runner, default_work_dir,
                                     enable_amp, parse_launch_args, setup_launcher)
+from mmkd_ext.utils import latest_checkpoint
 
 
 def parse_args():
@@ -40,7 +41,11 @@ def merge_args(cfg: Config, args) -> Config:
     if args.amp:
         enable_amp(cfg)
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        # The newest complete checkpoint, also when `last_checkpoint` is stale.
+        cfg.load_from = latest_checkpoint(cfg.work_dir)
+        cfg.resume = cfg.load_from is not None
+        if not cfg.resume:
+            print(f'--resume: no checkpoint in {cfg.work_dir}; training starts afresh.')
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
