@@ -45,3 +45,19 @@ def test_every_class_draws_a_visible_shape(cls):
     img = render_image(cls, np.random.default_rng(cls))
     assert img.shape == (32, 32, 3) and img.dtype == np.uint8
     assert img.std() > 10
+
+
+def test_an_empty_folder_or_a_corrupt_image_is_named(tmp_path):
+    from mmpretrain.datasets import CustomDataset
+    os.makedirs(tmp_path / 'empty' / 'train')
+    with pytest.raises(RuntimeError, match=r'Found 0 files in subfolders of.*empty/train'):
+        CustomDataset(data_root=str(tmp_path / 'empty'), data_prefix='train', pipeline=[])
+    generate_shapes10(str(tmp_path / 's'), num_train=10, num_val=10, seed=0)
+    broken = tmp_path / 's' / 'train' / '00_disc' / '000000.png'
+    broken.write_bytes(b'not a png')
+    dataset = CustomDataset(data_root=str(tmp_path / 's'), data_prefix='train',
+                            pipeline=[dict(type='LoadImageFromFile')])
+    index = next(i for i in range(len(dataset)) if dataset.get_data_info(i)['img_path']
+                 == str(broken))
+    with pytest.raises(Exception, match=f'failed to load image: {broken}'):
+        dataset[index]

@@ -135,6 +135,39 @@ def test_configuration_errors_are_clear(tmp_path, two_teachers):
         MultiTeacherDistiller(student=dict(type='NoSuchModel'), teachers=two_teachers)
 
 
+def test_unknown_component_types_list_the_registered_ones(two_teachers):
+    with pytest.raises(KeyError, match=r"model.weighting: unknown type 'Entropyy'. Did you "
+                       r'mean EntropyWeighting\? Registered: ConfidenceWeighting, .*Uniform'):
+        make_distiller(two_teachers, weighting=dict(type='Entropyy'))
+    with pytest.raises(KeyError, match=r'model.logit_kd: .*KLDivergence'):
+        make_distiller(two_teachers, logit_kd=dict(type='KLDiv'))
+    with pytest.raises(KeyError, match=r'model.task_view: .*ClassificationView'):
+        make_distiller(two_teachers, task_view=dict(type='Classification'))
+    with pytest.raises(KeyError, match=r'model.feature_kd.adapter: .*ConvAdapter'):
+        make_distiller(two_teachers, feature_kd=dict(adapter=dict(type='ConvAdaptor')))
+
+
+def test_feature_kd_without_an_adapter_needs_equal_shapes(tmp_path):
+    same, wider = tiny_classifier(4), tiny_classifier(8)
+    teachers = [dict(config=same, checkpoint=save_checkpoint(same, tmp_path / 'same.pth'))]
+    distiller = make_distiller(teachers, feature_kd=dict(adapter=None))
+    assert type(distiller.adapters[0][0]).__name__ == 'IdentityAdapter'
+    teachers = [dict(config=wider, checkpoint=save_checkpoint(wider, tmp_path / 'wide.pth'))]
+    with pytest.raises(ValueError, match=r"adapter is None, but student layer 'backbone' and "
+                       r"teacher 't0' give maps of shapes \[32, 4, 4\] and \[64, 4, 4\].*"
+                       r"adapter=dict\(type='ConvAdapter'\)"):
+        make_distiller(teachers, feature_kd=dict(adapter=None))
+
+
+def test_a_teacher_of_another_task_is_refused(tmp_path):
+    from tiny_models import tiny_retinanet, tiny_segmentor
+    detector = tiny_retinanet()
+    teacher = dict(config=detector, checkpoint=save_checkpoint(detector, tmp_path / 'det.pth'))
+    with pytest.raises(ValueError, match=r'model.teachers\[0\]: .* is a mmdet model '
+                       r'\(RetinaNet\) but the student is a mmseg model \(EncoderDecoder\)'):
+        MultiTeacherDistiller(student=tiny_segmentor(), teachers=[teacher])
+
+
 def test_non_finite_distillation_terms_raise(tmp_path):
     teacher = tiny_classifier(4)
     path = save_checkpoint(teacher, tmp_path / 'nan.pth')
@@ -143,7 +176,8 @@ def test_non_finite_distillation_terms_raise(tmp_path):
     torch.save(state, path)
     distiller = make_distiller([dict(config=teacher, checkpoint=path)])
     inputs, samples = make_batch(distiller)
-    with pytest.raises(FloatingPointError, match='not finite'):
+    with pytest.raises(FloatingPointError, match=r"Non-finite training terms: logit KD of "
+                       r"teacher 't0' \(t0.kd = nan\)"):
         distiller(inputs, samples, mode='loss')
 
 

@@ -5,7 +5,6 @@ import uuid
 
 import pytest
 import torch
-from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from mmkd_ext.utils.checkpoint import UnsafeCheckpointError, load_model_weights
@@ -42,40 +41,6 @@ def test_teachers_are_bit_identical_after_training(method, shapes_root, teacher_
     assert all(torch.equal(saved[k], v) for k, v in model.teachers[0].state_dict().items())
 
 
-class StopAfter(Hook):
-    """Simulates a crash right after iteration ``n`` (its checkpoint is written)."""
-    priority = 'LOWEST'
-
-    def __init__(self, n):
-        self.n = n
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter + 1 == self.n:
-            raise KeyboardInterrupt('simulated crash')
-
-
-def test_resume_equals_an_uninterrupted_run(shapes_root, teacher_dir, tmp_path):
-    full = build_runner('aver', shapes_root, teacher_dir, tmp_path / 'full', max_iters=4)
-    full.train()
-    expected = state_of(full.model)
-
-    crashed = build_runner('aver', shapes_root, teacher_dir, tmp_path / 'resumed', max_iters=4)
-    crashed.register_hook(StopAfter(2))
-    with pytest.raises(KeyboardInterrupt):
-        crashed.train()
-    assert osp.isfile(tmp_path / 'resumed' / 'iter_2.pth')
-
-    resumed = build_runner('aver', shapes_root, teacher_dir, tmp_path / 'resumed',
-                           max_iters=4, resume=True)
-    resumed.train()
-    assert resumed.iter == 4
-    got = state_of(resumed.model)
-    assert got.keys() == expected.keys()
-    diff = {k: (got[k].float() - expected[k].float()).abs().max().item()
-            for k in expected if not torch.equal(got[k], expected[k])}
-    assert not diff, f'parameters differ after resume: {diff}'
-
-
 def test_checkpoints_load_weights_only_and_foreign_objects_are_refused(tmp_path):
     from mmkd_ext.utils.model_builder import build_model
     model, _ = build_model(TEACHER_CONFIGS['resnet18_w16.pth'])
@@ -83,6 +48,31 @@ def test_checkpoints_load_weights_only_and_foreign_objects_are_refused(tmp_path)
     torch.save(dict(state_dict=model.state_dict(), meta=dict(args=argparse.Namespace(x=1))), path)
     with pytest.raises(UnsafeCheckpointError, match='allow-list'):
         load_model_weights(model, str(path), 'teacher 0')
+
+
+class RunsCode:
+    """Unpickles as ``os.system('touch MARKER')``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return os.system, (f'touch {self.marker}', )
+
+
+def test_a_checkpoint_whose_pickle_runs_code_is_refused_on_every_load_path(
+        shapes_root, teacher_dir, tmp_path):
+    runner = build_runner('aver', shapes_root, teacher_dir, tmp_path / 'run', max_iters=1)
+    marker, path = tmp_path / 'pwned', tmp_path / 'evil.pth'
+    torch.save(dict(state_dict=runner.model.state_dict(), meta=dict(x=RunsCode(marker))), path)
+    with pytest.raises(UnsafeCheckpointError, match='allow-list'):  # a teacher's checkpoint
+        load_model_weights(runner.model.teachers[0], str(path), 'teacher 0')
+    with pytest.raises(UnsafeCheckpointError, match='allow-list'):  # load_from
+        runner.load_checkpoint(str(path))
+    with pytest.raises(UnsafeCheckpointError, match='allow-list'):  # --resume
+        runner.resume(str(path))
+    assert not marker.exists()
 
 
 def test_getattr_in_a_checkpoint_only_reaches_history_buffer_statistics(tmp_path):

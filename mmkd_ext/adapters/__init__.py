@@ -1,3 +1,4 @@
 from .conv_adapter import ConvAdapter
+from .identity import IdentityAdapter
 
-__all__ = ['ConvAdapter']
+__all__ = ['ConvAdapter', 'IdentityAdapter']

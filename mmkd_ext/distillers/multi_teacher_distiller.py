@@ -1,19 +1,23 @@
 """The task-agnostic multi-teacher distiller."""
 import copy
+import difflib
 from contextlib import contextmanager
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.dist import get_backend, is_distributed
+from mmengine.dist import all_reduce, get_backend, get_world_size, is_distributed
 from mmengine.model import BaseModel, revert_sync_batchnorm
 
+from mmkd_ext.adapters import IdentityAdapter
 from mmkd_ext.registry import MODELS, TASK_VIEWS
 from mmkd_ext.structures import KDBatch, KDStep, TeacherWeights
+from mmkd_ext.task_views.base import BaseTaskView
 from mmkd_ext.utils.checkpoint import load_model_weights
 from mmkd_ext.utils.model_builder import build_model
 from mmkd_ext.utils.normalization import build_input_converter
 from mmkd_ext.utils.recorder import OutputRecorder
+from mmkd_ext.weighting.base import BaseWeighting
 
 #: Task view used when the config names none, by the student's library.
 DEFAULT_TASK_VIEWS = {
@@ -23,10 +27,24 @@ DEFAULT_TASK_VIEWS = {
 }
 
 
-def _build_component(registry, cfg: dict):
-    """Build a part of the distiller; unprefixed types are looked up in mmkd_ext."""
+def _build_component(registry, cfg: dict, key: str, base: type = nn.Module):
+    """Build a part of the distiller; unprefixed types are looked up in mmkd_ext.
+
+    An unknown type is refused naming the config ``key``, the registered types of
+    that kind (subclasses of ``base``) and the closest names.
+    """
     cfg = copy.deepcopy(dict(cfg))
     cfg.setdefault('_scope_', 'mmkd_ext')
+    type_name = cfg.get('type')
+    if isinstance(type_name, str):
+        short = type_name.split('.')[-1]
+        known = sorted(n for n, c in registry.module_dict.items()
+                       if isinstance(c, type) and issubclass(c, base))
+        if registry.get(type_name) is None and short not in known:
+            close = difflib.get_close_matches(short, known, n=3, cutoff=0.5)
+            hint = f' Did you mean {" or ".join(close)}?' if close else ''
+            raise KeyError(f'{key}: unknown type {type_name!r}.{hint} Registered: '
+                           f'{", ".join(known)}.')
     return registry.build(cfg)
 
 
@@ -82,7 +100,11 @@ class MultiTeacherDistiller(BaseModel):
         weighting: the teacher-weighting module.
         probe_shape: ``(C, H, W)`` of the dummy input used once at construction to
             read feature channels and check teacher/student compatibility.
-        check_finite: raise when a distillation term is NaN or infinite.
+        check_finite: stop training (``FloatingPointError``) when a term of a step
+            (the student's own losses, each teacher's KD terms and weights) is NaN or
+            infinite, naming the term and the teacher; with
+            :class:`~mmkd_ext.hooks.SkipNonFiniteStepsHook` such steps are skipped.
+            In distributed runs the per-teacher log values are averaged over ranks.
         data_preprocessor: the config's top-level ``data_preprocessor`` (MMEngine's
             runner passes it in). It is given to the student and teachers defined by
             an inline model dict without one; a model given as a config file uses
@@ -114,22 +136,28 @@ class MultiTeacherDistiller(BaseModel):
             self.student._is_init = True  # keep the loaded weights in init_weights()
         self.data_preprocessor = self.student.data_preprocessor
 
-        self._build_teachers(teachers, data_preprocessor)
+        self._build_teachers(teachers, data_preprocessor, student_scope)
 
         if task_view is None and student_scope not in DEFAULT_TASK_VIEWS:
             raise ValueError(
                 f'No default task view for {student_scope} students; set '
                 f'task_view=dict(type=...) (registered: {sorted(TASK_VIEWS.module_dict)}).')
         view_cfg = copy.deepcopy(task_view) or dict(type=DEFAULT_TASK_VIEWS[student_scope])
-        self.task_view = _build_component(TASK_VIEWS, view_cfg)
+        self.task_view = _build_component(TASK_VIEWS, view_cfg, 'model.task_view', BaseTaskView)
         self.task_view.bind(self.student)
 
         logit_kd = copy.deepcopy(logit_kd)
         self.logit_kd_weight = 0.0 if logit_kd is None else float(logit_kd.pop('weight', 1.0))
-        self.logit_kd_loss = None if logit_kd is None else _build_component(MODELS, logit_kd)
+        self.logit_kd_loss = None if logit_kd is None else _build_component(
+            MODELS, logit_kd, 'model.logit_kd')
 
-        self.weighting = _build_component(MODELS, weighting)
+        self.weighting = _build_component(MODELS, weighting, 'model.weighting', BaseWeighting)
         self.check_finite = check_finite
+        #: Set by :class:`~mmkd_ext.hooks.SkipNonFiniteStepsHook`: a non-finite step
+        #: is flagged in :attr:`non_finite_terms` instead of raising.
+        self.skip_non_finite = False
+        #: Descriptions of the last training step's non-finite terms (empty if none).
+        self.non_finite_terms: List[str] = []
         self._setup_feature_kd(feature_kd, tuple(probe_shape))
         #: The last training step's batch and weights (detached), for hooks.
         self.last_step: Optional[KDStep] = None
@@ -141,7 +169,8 @@ class MultiTeacherDistiller(BaseModel):
         """The frozen teacher models (not submodules of the distiller)."""
         return self._teachers
 
-    def _build_teachers(self, teachers: Sequence[dict], data_preprocessor: Optional[dict]) -> None:
+    def _build_teachers(self, teachers: Sequence[dict], data_preprocessor: Optional[dict],
+                        student_scope: str) -> None:
         """Build, load and freeze each teacher; an input converter per teacher."""
         self.teacher_names: List[str] = []
         self._teachers: List[nn.Module] = []  # deliberately not registered
@@ -154,7 +183,13 @@ class MultiTeacherDistiller(BaseModel):
                                  "contain 'loss' (log keys with 'loss' are summed).")
             source = config if isinstance(config, str) else config.get('type')
             owner = f'teacher {idx} ({name!r}, config {source})'
-            teacher, _ = build_model(config, data_preprocessor, cfg_options)
+            teacher, scope = build_model(config, data_preprocessor, cfg_options)
+            if scope != student_scope:
+                raise ValueError(
+                    f'model.teachers[{idx}]: {owner} is a {scope} model '
+                    f'({type(teacher).__name__}) but the student is a {student_scope} '
+                    f'model ({type(self.student).__name__}). Teachers must solve the '
+                    f"student's task: use {student_scope} teachers.")
             # Frozen and in eval mode, SyncBN is plain BN (and needs no process group).
             teacher = revert_sync_batchnorm(teacher)
             load_model_weights(teacher, checkpoint, owner)
@@ -182,7 +217,7 @@ class MultiTeacherDistiller(BaseModel):
             self.teacher_layers = tuple(feature_kd.get('teacher_layers') or self.student_layers)
             self.feature_kd_weight = float(feature_kd.get('weight', 1.0))
             self.feature_kd_loss = _build_component(
-                MODELS, feature_kd.get('loss', dict(type='FeatureMSE')))
+                MODELS, feature_kd.get('loss', dict(type='FeatureMSE')), 'model.feature_kd.loss')
         self._student_recorder = OutputRecorder(
             self.student, (view.head_module, ) + self.student_layers, 'student')
         self._teacher_recorders = [
@@ -207,10 +242,14 @@ class MultiTeacherDistiller(BaseModel):
                     f'{len(student_maps)} maps but teacher {name!r} layers '
                     f'{self.teacher_layers} give {len(teacher_maps)}.')
             per_layer = []  # one adapter per (teacher, feature map)
-            for s_map, t_map in zip(student_maps, teacher_maps):
+            for layer, s_map, t_map in zip(self.student_layers, student_maps, teacher_maps):
                 cfg = copy.deepcopy(feature_kd.get('adapter', dict(type='ConvAdapter')))
+                if cfg is None:
+                    per_layer.append(IdentityAdapter.checked(
+                        s_map, t_map, f"student layer {layer!r} and teacher {name!r}"))
+                    continue
                 cfg.update(in_channels=s_map.shape[1], out_channels=t_map.shape[1])
-                per_layer.append(_build_component(MODELS, cfg))
+                per_layer.append(_build_component(MODELS, cfg, 'model.feature_kd.adapter'))
             adapters.append(nn.ModuleList(per_layer))
             if teacher_maps:
                 teacher_channels.append(teacher_maps[-1].shape[1])
@@ -362,17 +401,7 @@ class MultiTeacherDistiller(BaseModel):
             if batch.feature_kd is not None:
                 losses[f'{name}.w_feat'] = weights.feature[:, k].mean().detach()
                 losses[f'{name}.feat'] = batch.feature_kd[:, k].mean().detach()
-        if self.check_finite:
-            self._raise_if_not_finite(losses)
         return losses
-
-    def _raise_if_not_finite(self, losses: Dict[str, torch.Tensor]) -> None:
-        bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
-        if bad:
-            raise FloatingPointError(
-                f'Distillation terms {bad} are not finite. Check the teachers\' '
-                'checkpoints and inputs, lower the learning rate, or the KD weights; '
-                'checkpoints already written are intact.')
 
     def loss(self, inputs: torch.Tensor, data_samples: list) -> Dict[str, torch.Tensor]:
         batch, student_losses = self.compute_kd_batch(
@@ -380,6 +409,71 @@ class MultiTeacherDistiller(BaseModel):
         weights = self.weighting(batch)
         losses = {f'student.{k}': v for k, v in student_losses.items()}
         losses.update(self.distill_losses(batch, weights))
-        if self.training and self._teacher_cache is None:
-            self.last_step = KDStep(batch=batch.detached(), weights=weights.detached())
+        if self._teacher_cache is None:  # a real step, not a look-ahead pass
+            self._reduce_and_check(losses)
+            if self.training:
+                self.last_step = KDStep(batch=batch.detached(), weights=weights.detached())
         return losses
+
+    # ------------------------------------------------------- logs and faults
+    def _reduce_and_check(self, losses: Dict[str, torch.Tensor]) -> None:
+        """Average the per-teacher log values over ranks in place, and check that
+        every term of the step is finite: one collective and one host sync.
+
+        The reduced vector also carries each rank's sum of all terms, so a
+        non-finite term on any rank stops (or skips) every rank at the same step.
+        """
+        distributed = get_world_size() > 1 and self.training
+        if not (self.check_finite or distributed):
+            return
+        log_keys = [k for k in losses if k.split('.', 1)[0] in self.teacher_names]
+        values = torch.stack([losses[k].float() for k in log_keys] + [
+            sum(_total(v).detach().float() for k, v in losses.items() if k not in log_keys)])
+        if distributed:
+            all_reduce(values, op='mean')
+            losses.update(zip(log_keys, values.unbind()))
+        if not self.check_finite:
+            return
+        self.non_finite_terms = []
+        if bool(torch.isfinite(values).all()):
+            return
+        self.non_finite_terms = self._describe_non_finite(losses) or [
+            'a term on another rank (see that rank\'s log)']
+        if self.skip_non_finite:
+            return
+        raise FloatingPointError(
+            f'Non-finite training terms: {"; ".join(self.non_finite_terms)}. Usual '
+            'causes: a teacher checkpoint with NaN/inf weights or inputs it cannot handle, '
+            'a learning rate or KD weight that is too large. Training stops here; the '
+            'checkpoints already written are intact. To skip such steps instead (counted '
+            "as skipped_steps in the log), add dict(type='mmkd_ext.SkipNonFiniteStepsHook') "
+            'to custom_hooks.')
+
+    def _describe_non_finite(self, losses: Dict[str, torch.Tensor]) -> List[str]:
+        """``"logit KD of teacher 'a' (a.kd = nan)"``-style names of the bad terms,
+        the weighted sums (which follow from the others) last."""
+        what = {'kd': 'logit KD', 'feat': 'feature KD', 'w_logit': 'logit weight',
+                'w_feat': 'feature weight'}
+        found = []
+        for key, value in losses.items():
+            value = _total(value).detach().float()
+            if bool(torch.isfinite(value)):
+                continue
+            head, _, tail = key.partition('.')
+            if head in self.teacher_names:
+                desc = f'{what.get(tail, tail)} of teacher {head!r}'
+            elif head == 'student':
+                desc = f"the student's own {tail}"
+            else:
+                desc = f'the weighted {key}'
+            found.append((head not in self.teacher_names and head != 'student',
+                          f'{desc} ({key} = {value.item()})'))
+        return [desc for _, desc in sorted(found, key=lambda item: item[0])]
+
+
+def _total(value) -> torch.Tensor:
+    """A loss entry as one tensor: the sum of a tensor or of a list of tensors
+    (mmdet returns one loss per feature level)."""
+    if isinstance(value, (list, tuple)):
+        return torch.stack([v.sum() for v in value]).sum()
+    return value.sum()

@@ -116,6 +116,8 @@ class RLAgentHook(WeightingTrainerHook):
     # ------------------------------------------------------------ every step
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         model = self.distiller(runner)
+        if model.non_finite_terms:  # a step SkipNonFiniteStepsHook skipped
+            return
         weighting = model.weighting
         step = model.last_step
         reward = -(step.batch.student_loss + sum(
