@@ -1,6 +1,5 @@
 """MMKD: weight networks and the bi-level MetaWeightHook."""
 import copy
-import os.path as osp
 import uuid
 
 import pytest
@@ -164,26 +163,6 @@ def test_training_moves_the_nets_and_logs_meta_terms(shapes_root, teacher_dir, t
     assert 0 < scalars['train/meta_time_share'].current() < 1
     weights = runner.model.last_step.weights.logit
     assert weights.std(dim=1).mean() > 0  # not uniform
-
-
-def test_mmkd_resume_equals_an_uninterrupted_run(shapes_root, teacher_dir, tmp_path):
-    from test_training import StopAfter
-    full = mmkd_runner(shapes_root, teacher_dir, tmp_path / 'full', max_iters=6)
-    full.train()
-    crashed = mmkd_runner(shapes_root, teacher_dir, tmp_path / 'resumed', max_iters=6)
-    crashed.register_hook(StopAfter(3))
-    with pytest.raises(KeyboardInterrupt):
-        crashed.train()
-    assert osp.isfile(tmp_path / 'resumed' / 'iter_3.pth')
-    resumed = mmkd_runner(shapes_root, teacher_dir, tmp_path / 'resumed', max_iters=6,
-                          resume=True)
-    resumed.train()
-    expected, got = full.model.state_dict(), resumed.model.state_dict()
-    differ = [k for k in expected if not torch.equal(expected[k], got[k])]
-    assert not differ, differ
-    hooks = [h for h in resumed.hooks if isinstance(h, MetaWeightHook)]
-    full_hook = [h for h in full.hooks if isinstance(h, MetaWeightHook)][0]
-    assert torch.equal(hooks[0].buffer, full_hook.buffer)
 
 
 @pytest.mark.parametrize('optimizer_type,options', [

@@ -2,7 +2,7 @@
 from typing import Iterable
 
 import torch
-from mmengine.dist import all_reduce_params, get_world_size
+from mmengine.dist import all_gather, all_reduce_params, get_world_size
 
 
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
@@ -16,3 +16,11 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     grads = [p.grad for p in params if p.grad is not None]
     if get_world_size() > 1 and grads:
         all_reduce_params(grads, coalesce=True, op='mean')
+
+
+def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` (``[N, ...]``) over ranks along dim 0 in rank order,
+    on its own device (itself in a single process). Every rank passes the same shape."""
+    if get_world_size() == 1:
+        return tensor
+    return torch.cat(all_gather(tensor)).to(tensor.device)

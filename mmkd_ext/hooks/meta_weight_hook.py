@@ -8,10 +8,11 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.dataset import ConcatDataset
+from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from mmengine.registry import OPTIMIZERS
 
-from mmkd_ext.engine.distributed import average_gradients
+from mmkd_ext.engine.distributed import average_gradients, gather_rows
 from mmkd_ext.engine.unroll import call, differentiable_steps, mirror_optimizer, sum_losses
 from mmkd_ext.registry import HOOKS
 from mmkd_ext.weighting.meta_weight_net import MetaWeightNet
@@ -66,9 +67,11 @@ class MetaWeightHook(WeightingTrainerHook):
 
     The look-ahead is functional: the live student, its BN statistics and the
     student optimizer's state are left bit-for-bit as they were. In distributed
-    runs the nets' gradients are averaged over ranks, so every rank keeps identical
-    nets. The meta optimizer, the hard buffer and the hook's RNG are saved in
-    checkpoints, so ``--resume`` continues exactly.
+    runs the hard buffer is shared (each step's samples are gathered from every
+    rank), each rank draws its own block of quiz samples from it, and the nets'
+    gradients are averaged over ranks, so every rank keeps identical nets and hook
+    state. The meta optimizer, the hard buffer and the hook's RNG are saved in
+    checkpoints, so ``--resume`` continues exactly, also in distributed runs.
 
     The hard buffer holds dataset indices, read from ``sample_idx`` in the data
     samples' metainfo (mmpretrain's ``PackInputs`` has it by default), and quiz
@@ -154,6 +157,8 @@ class MetaWeightHook(WeightingTrainerHook):
     # ------------------------------------------------------------ every step
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         model = self.distiller(runner)
+        if model.non_finite_terms:  # a step SkipNonFiniteStepsHook skipped
+            return
         if self.use_hard_buffer:
             self._update_buffer(model, data_batch)
         if (runner.iter + 1) % self.interval == 0:
@@ -174,25 +179,32 @@ class MetaWeightHook(WeightingTrainerHook):
                            'or set use_hard_buffer=False.') from None
 
     def _update_buffer(self, model, data_batch: dict) -> None:
-        """Fill with the first samples; then misclassified samples replace random slots."""
-        indices = self._sample_indices(data_batch)
+        """Fill with the first samples; then misclassified samples replace random slots.
+
+        In distributed runs the step's samples of every rank are gathered, so all
+        ranks hold the same buffer (and draw the same random numbers)."""
+        indices = gather_rows(self._sample_indices(data_batch))
         free = self.buffer_size - len(self.buffer)
         if free > 0:
             self.buffer = torch.cat([self.buffer, indices[:free]])
             return
         batch = model.last_step.batch
-        hard = model.task_view.hard_samples(batch.student_logits, batch.data_samples).cpu()
+        hard = gather_rows(
+            model.task_view.hard_samples(batch.student_logits, batch.data_samples).cpu())
         for index in indices[hard]:
             slot = torch.randint(self.buffer_size, (1, ), generator=self.generator)
             self.buffer[slot] = index
 
     def _quiz_batch(self, model, data_batch: dict) -> dict:
+        """``quiz_batch_size`` samples from the hard buffer (the current batch while it
+        holds fewer). Rank ``r`` takes the ``r``-th block of one shared draw."""
         if not self.use_hard_buffer or len(self.buffer) < self.quiz_batch_size:
             return model.data_preprocessor(data_batch, True)
         order = torch.randperm(len(self.buffer), generator=self.generator)
-        picked = self.buffer[order[:self.quiz_batch_size]].tolist()
+        block = torch.arange(self.quiz_batch_size) + get_rank() * self.quiz_batch_size
+        picked = self.buffer[order[block % len(order)]].tolist()
         seed = int(torch.randint(2**31 - 1, (1, ), generator=self.generator))
-        with isolated_random_state(seed):
+        with isolated_random_state(seed + get_rank()):
             data = self._collate([self._dataset[i] for i in picked])
         return model.data_preprocessor(data, True)
 

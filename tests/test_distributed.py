@@ -1,0 +1,111 @@
+"""Two CPU processes (torchrun, gloo): every weighting method on every task ends with
+identical parameters on both ranks, and the logged per-teacher values are averaged
+over ranks."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import (DET_KD_CONFIG, KD_CONFIG, ROOT, SEG_KD_CONFIG, det_kd_overrides,
+                      kd_overrides, seg_kd_overrides)
+
+METHODS = ('aver', 'fixed', 'entropy', 'confidence', 'mmkd', 'mtkd_rl', 'mtkd_rl_stochastic')
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason='covers the CPU (gloo) path')
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def method_options(method: str, batch_size: int) -> dict:
+    """Settings that make a 4-iteration run update each method's learned parts."""
+    if method == 'mmkd':
+        return {'custom_hooks': [dict(type='mmkd_ext.MetaWeightHook', interval=2,
+                                      buffer_size=batch_size, quiz_batch_size=batch_size)],
+                'model.weighting.batch_size': batch_size}
+    if method.startswith('mtkd_rl'):
+        return {'model.weighting.warmup_epochs': 0,
+                'custom_hooks': [dict(type='mmkd_ext.RLAgentHook', agent_interval=2)]}
+    return {}
+
+
+def train_on_two_ranks(jobs, tmp_path):
+    """Run ``[(config, options)]`` in one 2-process launch; per job, each rank's
+    ``rank<r>.pth`` (see tests/dist_state_driver.py)."""
+    specs = [dict(config=config, work_dir=str(tmp_path / f'job{i}'), options=options)
+             for i, (config, options) in enumerate(jobs)]
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+         '--master_port', str(free_port()), os.path.join(ROOT, 'tests', 'dist_state_driver.py'),
+         json.dumps(specs)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return [[torch.load(f'{spec["work_dir"]}/rank{r}.pth') for r in range(2)] for spec in specs]
+
+
+def assert_ranks_agree(method, ranks):
+    first, second = ranks
+    # Parameters are replicated; BN statistics stay per rank (no buffer broadcast on CPU).
+    params = [k for k in first['state'] if 'running_' not in k and 'num_batches' not in k]
+    differ = [k for k in params if not torch.equal(first['state'][k], second['state'][k])]
+    assert not differ, f'{method}: ranks differ in {differ[:5]}'
+    assert any(k.startswith('adapters.') for k in params)
+    if method in ('mmkd', 'mtkd_rl', 'mtkd_rl_stochastic'):
+        assert any(k.startswith('weighting.') for k in params), method
+    if method == 'mmkd':  # one hard buffer for all ranks: a checkpoint holds it whole
+        mine, other = first['hooks']['MetaWeightHook'], second['hooks']['MetaWeightHook']
+        assert len(mine['buffer']) > 0 and torch.equal(mine['buffer'], other['buffer'])
+        assert torch.equal(mine['generator'], other['generator'])
+    # Teachers are neither in the DDP-wrapped module nor in the state dict.
+    assert not any('teacher' in k for k in first['wrapped'] + list(first['state']))
+    if method == 'mmkd':
+        assert 'train/meta_loss' in first['logs']
+    if method.startswith('mtkd_rl'):
+        assert 'train/agent_loss' in first['logs']
+    teacher_logs = [{k: v for k, v in rank['logs'].items()
+                     if k.split('/')[1].split('.')[0] in rank['teachers']} for rank in ranks]
+    assert any(k.endswith('.w_logit') for k in teacher_logs[0]), f'{method}: no weights logged'
+    # The ranks train on different samples, so their own KD terms differ: equal logs
+    # mean the values were averaged over ranks.
+    assert teacher_logs[0] == teacher_logs[1], f'{method}: logged values differ between ranks'
+
+
+def test_every_weighting_classification(shapes_root, teacher_dir, tmp_path):
+    jobs = []
+    for method in METHODS:
+        options = kd_overrides(shapes_root, teacher_dir, batch_size=8, max_iters=4)
+        options.update(method_options(method, 8), randomness=dict(seed=0))
+        jobs.append((KD_CONFIG.format(method), options))
+    for method, ranks in zip(METHODS, train_on_two_ranks(jobs, tmp_path)):
+        assert_ranks_agree(method, ranks)
+
+
+TASKS = dict(
+    detection=(DET_KD_CONFIG, det_kd_overrides, 'coco_root', 'det_teacher_dir'),
+    segmentation=(SEG_KD_CONFIG, seg_kd_overrides, 'streets_root', 'seg_teacher_dir'),
+)
+FAST_METHODS = ('aver', 'mmkd', 'mtkd_rl')
+
+
+@pytest.mark.parametrize('task', sorted(TASKS))
+@pytest.mark.parametrize('methods', [
+    pytest.param(FAST_METHODS, id='aver-mmkd-mtkd_rl'),
+    pytest.param(tuple(m for m in METHODS if m not in FAST_METHODS), id='others',
+                 marks=pytest.mark.slow)])
+def test_weightings_on_dense_tasks(task, methods, request, tmp_path):
+    config, overrides, data, teachers = TASKS[task]
+    jobs = []
+    for method in methods:
+        options = overrides(request.getfixturevalue(data), request.getfixturevalue(teachers),
+                            batch_size=2, max_iters=2)
+        options.update(method_options(method, 2), randomness=dict(seed=0))
+        jobs.append((config.format(method), options))
+    for method, ranks in zip(methods, train_on_two_ranks(jobs, tmp_path)):
+        assert_ranks_agree(f'{task}/{method}', ranks)
