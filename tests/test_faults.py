@@ -183,6 +183,9 @@ def test_checkpoints_are_saved_through_the_atomic_backend(tmp_path):
     save_checkpoint({'state_dict': {'w': torch.arange(4)}}, str(tmp_path / 'a.pth'))
     assert torch.equal(safe_torch_load(str(tmp_path / 'a.pth'))['state_dict']['w'],
                        torch.arange(4))
+    with open(tmp_path / 'plain', 'w'):  # the mode of a file written without atomicity
+        pass
+    assert os.stat(tmp_path / 'a.pth').st_mode == os.stat(tmp_path / 'plain').st_mode
 
 
 def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path):

@@ -29,11 +29,19 @@ def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _default_file_mode())  # mkstemp makes it private (0600)
         os.replace(tmp, filepath)
     except BaseException:
         if osp.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _default_file_mode() -> int:
+    """The mode ``open(path, 'w')`` would give a new file: 0666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 class AtomicLocalBackend(LocalBackend):
