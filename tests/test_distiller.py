@@ -97,6 +97,35 @@ def test_loss_terms_match_a_manual_computation(two_teachers):
     assert distiller.student.backbone.conv1.weight.grad is not None
 
 
+def test_teachers_run_in_inference_mode_and_their_precision_options_keep_the_terms(
+        two_teachers):
+    modes = []
+    reference = make_distiller(two_teachers, feature_kd=dict())
+    reference.teachers[0].register_forward_pre_hook(
+        lambda *a: modes.append(torch.is_inference_mode_enabled()))
+    inputs, samples = make_batch(reference)
+    torch.manual_seed(0)
+    expected = reference.compute_kd_batch(inputs, samples)[0]
+    assert modes == [True]
+    fast = make_distiller(two_teachers, feature_kd=dict(), teacher_channels_last=True)
+    fast.load_state_dict(reference.state_dict())
+    assert fast.teachers[0].backbone.conv1.weight.is_contiguous(
+        memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    got = fast.compute_kd_batch(inputs, samples)[0]
+    assert torch.allclose(got.logit_kd, expected.logit_kd, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(got.feature_kd, expected.feature_kd, rtol=1e-4, atol=1e-6)
+    half = make_distiller(two_teachers, feature_kd=dict(), teacher_autocast='bf16')
+    half.load_state_dict(reference.state_dict())
+    torch.manual_seed(0)
+    batch, student_losses = half.compute_kd_batch(inputs, samples)
+    assert batch.logit_kd.dtype == torch.float32 and batch.teacher_logits.dtype == torch.float32
+    assert torch.allclose(batch.logit_kd, expected.logit_kd, rtol=0.1, atol=1e-3)
+    (batch.logit_kd.sum() + batch.feature_kd.sum()).backward()  # outputs usable by autograd
+    with pytest.raises(ValueError, match="teacher_autocast must be None, 'bf16' or 'fp16'"):
+        make_distiller(two_teachers, teacher_autocast='float16')
+
+
 def test_confidence_weighting_receives_teacher_losses(two_teachers):
     distiller = make_distiller(two_teachers, weighting=dict(type='ConfidenceWeighting'))
     inputs, samples = make_batch(distiller)
