@@ -14,6 +14,7 @@ import torch
 from mmengine.config import Config
 from mmengine.dist import get_rank
 from mmengine.model import is_model_wrapper
+from mmengine.utils import import_modules_from_strings
 
 import mmkd_ext  # noqa: F401
 from mmkd_ext.engine.launch import build_runner, setup_launcher
@@ -23,6 +24,8 @@ from mmkd_ext.hooks.base import WeightingTrainerHook
 def run(index: int, job: dict) -> None:
     cfg = Config.fromfile(job['config'])
     cfg.merge_from_dict(job['options'])
+    if 'custom_imports' in job['options']:  # Config.fromfile imports them; options come later
+        import_modules_from_strings(**job['options']['custom_imports'])
     cfg.work_dir = job['work_dir']
     cfg.experiment_name = f'job{index}'
     setup_launcher(cfg, 'pytorch')

@@ -24,14 +24,25 @@ class KillAfterCheckpoint(Hook):
 
 @HOOKS.register_module()
 class PoisonTeacher(Hook):
-    """From iteration ``iteration`` (1-based) on, teacher ``index`` outputs NaN:
-    a NaN is written into its classifier bias."""
+    """From iteration ``iteration`` (1-based) until before ``until`` (to the end by
+    default), teacher ``index`` outputs NaN on rank ``rank`` (every rank by
+    default): a NaN is written into its classifier bias."""
     priority = 'VERY_HIGH'
 
-    def __init__(self, iteration: int, index: int = 1):
-        self.iteration, self.index = iteration, index
+    def __init__(self, iteration: int, index: int = 1, until: int = None, rank: int = None):
+        self.iteration, self.index, self.until, self.rank = iteration, index, until, rank
+        self._saved = None
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
-        if runner.iter + 1 == self.iteration:
-            with torch.no_grad():
-                runner.model.teachers[self.index].head.fc.bias[0] = float('nan')
+        from mmengine.dist import get_rank
+        from mmengine.model import is_model_wrapper
+        if self.rank is not None and get_rank() != self.rank:
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        bias = model.teachers[self.index].head.fc.bias
+        with torch.no_grad():
+            if runner.iter + 1 == self.iteration:
+                self._saved = bias[0].clone()
+                bias[0] = float('nan')
+            elif runner.iter + 1 == self.until:
+                bias[0] = self._saved

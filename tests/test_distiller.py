@@ -168,19 +168,23 @@ def test_unknown_component_types_list_the_registered_ones(two_teachers):
     with pytest.raises(KeyError, match=r"model.weighting: unknown type 'Entropyy'. Did you "
                        r'mean EntropyWeighting\? Registered: ConfidenceWeighting, .*Uniform'):
         make_distiller(two_teachers, weighting=dict(type='Entropyy'))
-    with pytest.raises(KeyError, match=r'model.logit_kd: .*KLDivergence'):
+    with pytest.raises(KeyError, match=r"model.logit_kd: unknown type 'KLDiv'. Did you mean "
+                       r'KLDivergence.*Registered: ChannelWiseDivergence, FeatureMSE, '
+                       r'KLDivergence, SigmoidKLDivergence\."$'):
         make_distiller(two_teachers, logit_kd=dict(type='KLDiv'))
     with pytest.raises(KeyError, match=r'model.task_view: .*ClassificationView'):
         make_distiller(two_teachers, task_view=dict(type='Classification'))
-    with pytest.raises(KeyError, match=r'model.feature_kd.adapter: .*ConvAdapter'):
+    with pytest.raises(KeyError, match=r'model.feature_kd.adapter: .*Registered: ConvAdapter, '
+                       r'IdentityAdapter\."$'):
         make_distiller(two_teachers, feature_kd=dict(adapter=dict(type='ConvAdaptor')))
 
 
 def test_feature_kd_without_an_adapter_needs_equal_shapes(tmp_path):
     same, wider = tiny_classifier(4), tiny_classifier(8)
     teachers = [dict(config=same, checkpoint=save_checkpoint(same, tmp_path / 'same.pth'))]
-    distiller = make_distiller(teachers, feature_kd=dict(adapter=None))
-    assert type(distiller.adapters[0][0]).__name__ == 'IdentityAdapter'
+    for adapter in (None, dict(type='IdentityAdapter')):
+        distiller = make_distiller(teachers, feature_kd=dict(adapter=adapter))
+        assert type(distiller.adapters[0][0]).__name__ == 'IdentityAdapter'
     teachers = [dict(config=wider, checkpoint=save_checkpoint(wider, tmp_path / 'wide.pth'))]
     with pytest.raises(ValueError, match=r"adapter is None, but student layer 'backbone' and "
                        r"teacher 't0' give maps of shapes \[32, 4, 4\] and \[64, 4, 4\].*"
@@ -192,8 +196,8 @@ def test_a_teacher_of_another_task_is_refused(tmp_path):
     from tiny_models import tiny_retinanet, tiny_segmentor
     detector = tiny_retinanet()
     teacher = dict(config=detector, checkpoint=save_checkpoint(detector, tmp_path / 'det.pth'))
-    with pytest.raises(ValueError, match=r'model.teachers\[0\]: .* is a mmdet model '
-                       r'\(RetinaNet\) but the student is a mmseg model \(EncoderDecoder\)'):
+    with pytest.raises(ValueError, match=r'model.teachers\[0\]: .* is a model of mmdet '
+                       r'\(RetinaNet\) but the student is a model of mmseg \(EncoderDecoder\)'):
         MultiTeacherDistiller(student=tiny_segmentor(), teachers=[teacher])
 
 

@@ -28,7 +28,7 @@ def method_options(method: str, batch_size: int) -> dict:
     """Settings that make a 4-iteration run update each method's learned parts."""
     if method == 'mmkd':
         return {'custom_hooks': [dict(type='mmkd_ext.MetaWeightHook', interval=2,
-                                      buffer_size=batch_size, quiz_batch_size=batch_size)],
+                                      buffer_size=2 * batch_size, quiz_batch_size=batch_size)],
                 'model.weighting.batch_size': batch_size}
     if method.startswith('mtkd_rl'):
         return {'model.weighting.warmup_epochs': 0,
@@ -36,18 +36,30 @@ def method_options(method: str, batch_size: int) -> dict:
     return {}
 
 
-def train_on_two_ranks(jobs, tmp_path):
-    """Run ``[(config, options)]`` in one 2-process launch; per job, each rank's
-    ``rank<r>.pth`` (see tests/dist_state_driver.py)."""
+def launch(jobs, tmp_path):
+    """Run ``[(config, options)]`` in one 2-process launch (tests/dist_state_driver.py)."""
     specs = [dict(config=config, work_dir=str(tmp_path / f'job{i}'), options=options)
              for i, (config, options) in enumerate(jobs)]
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, 'tests')]))
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
          '--master_port', str(free_port()), os.path.join(ROOT, 'tests', 'dist_state_driver.py'),
          json.dumps(specs)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    return result, specs
+
+
+def train_on_two_ranks(jobs, tmp_path):
+    """Per job, each rank's ``rank<r>.pth`` (see tests/dist_state_driver.py)."""
+    result, specs = launch(jobs, tmp_path)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return [[torch.load(f'{spec["work_dir"]}/rank{r}.pth') for r in range(2)] for spec in specs]
+
+
+def poisoned_on_rank_1(options: dict, *hooks) -> dict:
+    """``options`` plus a teacher that outputs NaN at iteration 2 on rank 1 only."""
+    return dict(options, custom_imports=dict(imports=['fault_hooks'], allow_failed_imports=False),
+                custom_hooks=[*hooks, dict(type='PoisonTeacher', iteration=2, until=3, rank=1)])
 
 
 def assert_ranks_agree(method, ranks):
@@ -83,8 +95,24 @@ def test_every_weighting_classification(shapes_root, teacher_dir, tmp_path):
         options = kd_overrides(shapes_root, teacher_dir, batch_size=8, max_iters=4)
         options.update(method_options(method, 8), randomness=dict(seed=0))
         jobs.append((KD_CONFIG.format(method), options))
-    for method, ranks in zip(METHODS, train_on_two_ranks(jobs, tmp_path)):
+    # A non-finite step on one rank only: both ranks skip it together.
+    skip = dict(type='mmkd_ext.SkipNonFiniteStepsHook')
+    jobs.append((KD_CONFIG.format('aver'), poisoned_on_rank_1(jobs[0][1], skip)))
+    *results, skipped = train_on_two_ranks(jobs, tmp_path)
+    for method, ranks in zip(METHODS, results):
         assert_ranks_agree(method, ranks)
+    assert_ranks_agree('aver, one step skipped', skipped)
+    assert all(rank['logs']['train/skipped_steps'][-1] == 1 for rank in skipped)
+
+
+def test_a_non_finite_step_on_one_rank_stops_both(shapes_root, teacher_dir, tmp_path):
+    options = kd_overrides(shapes_root, teacher_dir, batch_size=8, max_iters=4)
+    result, _ = launch([(KD_CONFIG.format('aver'), poisoned_on_rank_1(options))], tmp_path)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0
+    for rank in (0, 1):  # rank 0 stops too, instead of waiting for rank 1 forever
+        assert (f"[rank{rank}]: FloatingPointError: Non-finite training terms: logit KD of "
+                "teacher 'r18w16'") in log, log[-4000:]
 
 
 TASKS = dict(

@@ -9,6 +9,7 @@ import uuid
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from mmkd_ext.utils import atomic_write, latest_checkpoint, safe_torch_load
@@ -113,12 +114,14 @@ def test_sigkill_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(
         assert any(k.startswith('weighting.') for k in expected['state_dict'])
 
 
-def poisoned_runner(shapes_root, teacher_dir, work_dir, *hooks):
+def poisoned_runner(shapes_root, teacher_dir, work_dir, *hooks, poison=None, **options):
+    """A 6-iteration AVER run whose teacher 'r18w16' outputs NaN from iteration 4."""
     cfg = load_kd_config('aver', shapes_root, teacher_dir, max_iters=6)
+    cfg.merge_from_dict(options)
     cfg.work_dir = str(work_dir)
     cfg.experiment_name = f'poison_{uuid.uuid4().hex[:8]}'
     runner = Runner.from_cfg(cfg)
-    for hook in (PoisonTeacher(iteration=4, index=1), *hooks):
+    for hook in (poison or PoisonTeacher(iteration=4, index=1), *hooks):
         runner.register_hook(hook)
     return runner
 
@@ -128,9 +131,22 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+class DigestAfter(Hook):
+    """Records the SHA-256 of the checkpoint written at iteration ``n``."""
+    priority = 'LOWEST'
+
+    def __init__(self, n):
+        self.n, self.digest = n, None
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.n:
+            self.digest = sha256(osp.join(runner.work_dir, f'iter_{self.n}.pth'))
+
+
 def test_non_finite_loss_stops_naming_term_and_teacher_and_keeps_checkpoints(
         shapes_root, teacher_dir, tmp_path):
-    runner = poisoned_runner(shapes_root, teacher_dir, tmp_path)
+    digest = DigestAfter(3)
+    runner = poisoned_runner(shapes_root, teacher_dir, tmp_path, digest)
     with pytest.raises(FloatingPointError) as err:
         runner.train()
     assert runner.iter == 3
@@ -139,10 +155,9 @@ def test_non_finite_loss_stops_naming_term_and_teacher_and_keeps_checkpoints(
     assert "teacher 'r18w24'" not in message  # the healthy teachers are not blamed
     assert 'SkipNonFiniteStepsHook' in message and 'intact' in message
     written = tmp_path / 'iter_3.pth'
-    digest = sha256(written)
     state = safe_torch_load(str(written))['state_dict']
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
-    assert sha256(written) == digest and latest_checkpoint(str(tmp_path)) == str(written)
+    assert sha256(written) == digest.digest and latest_checkpoint(str(tmp_path)) == str(written)
 
 
 def test_skip_hook_skips_non_finite_steps_and_counts_them(shapes_root, teacher_dir, tmp_path):
@@ -159,6 +174,27 @@ def test_skip_hook_skips_non_finite_steps_and_counts_them(shapes_root, teacher_d
     assert not moved, f'skipped steps changed {moved[:3]}'
     assert_bitwise_equal(at_3['optimizer']['state'], at_6['optimizer']['state'], 'optimizer')
     assert at_6['skip_non_finite_steps_hook'] == dict(skipped=3)
+
+
+def test_skip_hook_with_gradient_accumulation_drops_only_the_bad_micro_step(
+        shapes_root, teacher_dir, tmp_path):
+    """Accumulating 2 steps: iteration 3 is non-finite, 4 is not, so the update at 4
+    uses iteration 4's gradients alone; 5 and 6 are both non-finite: no update."""
+    from mmkd_ext.hooks import SkipNonFiniteStepsHook
+    hook = SkipNonFiniteStepsHook()
+    first = PoisonTeacher(iteration=3, index=1, until=4)
+    runner = poisoned_runner(shapes_root, teacher_dir, tmp_path, hook,
+                             PoisonTeacher(iteration=5, index=1), poison=first,
+                             **{'optim_wrapper.accumulative_counts': 2,
+                                'default_hooks.checkpoint.interval': 2,
+                                'default_hooks.checkpoint.max_keep_ckpts': -1})
+    runner.train()
+    assert hook.skipped == 3
+    states = {n: safe_torch_load(str(tmp_path / f'iter_{n}.pth'))['state_dict'] for n in (2, 4, 6)}
+    params = [n for n, p in runner.model.named_parameters() if p.requires_grad]
+    assert all(torch.isfinite(states[6][k]).all() for k in params)
+    assert any(not torch.equal(states[2][k], states[4][k]) for k in params)  # stepped at 4
+    assert all(torch.equal(states[4][k], states[6][k]) for k in params)  # not at 6
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path, monkeypatch):
@@ -190,13 +226,32 @@ def test_checkpoints_are_saved_through_the_atomic_backend(tmp_path):
 
 def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path):
     assert latest_checkpoint(str(tmp_path)) is None
-    older, newer = tmp_path / 'iter_2.pth', tmp_path / 'iter_4.pth'
-    torch.save({'a': 1}, older)
-    torch.save({'a': 2}, newer)
-    os.utime(older, (1, 1))
-    (tmp_path / 'last_checkpoint').write_text(str(newer))
+    older, newer = tmp_path / 'iter_8.pth', tmp_path / 'iter_12.pth'
+    for path in (older, newer, tmp_path / 'best_accuracy_iter_4.pth'):
+        torch.save({'a': 1}, path)
+    os.utime(newer, (1, 1))  # copied without its time: the number decides, not mtime
     assert latest_checkpoint(str(tmp_path)) == str(newer)
-    newer.write_bytes(newer.read_bytes()[:100])  # truncated (written without atomicity)
+    (tmp_path / 'last_checkpoint').write_text(str(older))
     assert latest_checkpoint(str(tmp_path)) == str(older)
+    older.write_bytes(older.read_bytes()[:100])  # truncated (written without atomicity)
+    assert latest_checkpoint(str(tmp_path)) == str(newer)
     (tmp_path / 'last_checkpoint').write_text('')  # torn pointer file
-    assert latest_checkpoint(str(tmp_path)) == str(older)
+    assert latest_checkpoint(str(tmp_path)) == str(newer)
+
+
+def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path):
+    """A process killed inside the write: the target keeps its old content, and
+    --resume's choice skips the leftover temporary file (and removes it)."""
+    torch.save({'step': 4}, tmp_path / 'iter_4.pth')
+    script = (
+        'import os, signal, torch\n'
+        'import mmkd_ext.utils.atomic_io as io\n'
+        'os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n'
+        f'io.atomic_write(b"x" * 10**6, {str(tmp_path / "iter_8.pth")!r})\n')
+    killed = subprocess.run([sys.executable, '-c', script], cwd=ROOT, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert killed.returncode == -9
+    assert not (tmp_path / 'iter_8.pth').exists()
+    assert any(name.endswith('.tmp') for name in os.listdir(tmp_path))
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
+    assert sorted(os.listdir(tmp_path)) == ['iter_4.pth']

@@ -42,10 +42,11 @@ def merge_args(cfg: Config, args) -> Config:
         enable_amp(cfg)
     if args.resume == 'auto':
         # The newest complete checkpoint, also when `last_checkpoint` is stale.
-        cfg.load_from = latest_checkpoint(cfg.work_dir)
-        cfg.resume = cfg.load_from is not None
-        if not cfg.resume:
-            print(f'--resume: no checkpoint in {cfg.work_dir}; training starts afresh.')
+        found = latest_checkpoint(cfg.work_dir)
+        if found is None:  # a first run: start as configured (load_from, if set)
+            print(f'--resume: no checkpoint in {cfg.work_dir} yet; training starts afresh.')
+        else:
+            cfg.resume, cfg.load_from = True, found
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:

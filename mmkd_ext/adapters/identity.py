@@ -1,4 +1,4 @@
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -11,9 +11,19 @@ class IdentityAdapter(nn.Module):
     """Passes both feature maps through unchanged: ``feature_kd.adapter=None`` for a
     student map that already has the teacher's shape.
 
+    Args:
+        in_channels, out_channels (int, optional): filled in by the distiller; they
+            must be equal.
+
     Shapes:
         student, teacher: ``[B, C, H, W]`` each. Returns ``(student, teacher)``.
     """
+
+    def __init__(self, in_channels: Optional[int] = None, out_channels: Optional[int] = None):
+        super().__init__()
+        if in_channels != out_channels:
+            raise ValueError(f'IdentityAdapter maps {in_channels} student channels to '
+                             f"{out_channels} teacher channels; use dict(type='ConvAdapter').")
 
     @classmethod
     def checked(cls, student: torch.Tensor, teacher: torch.Tensor,

@@ -27,24 +27,26 @@ DEFAULT_TASK_VIEWS = {
 }
 
 
-def _build_component(registry, cfg: dict, key: str, base: type = nn.Module):
+def _build_component(registry, cfg: dict, key: str, kind: Union[type, str]):
     """Build a part of the distiller; unprefixed types are looked up in mmkd_ext.
 
     An unknown type is refused naming the config ``key``, the registered types of
-    that kind (subclasses of ``base``) and the closest names.
+    that ``kind`` (subclasses of a class, or classes of a package such as
+    ``'mmkd_ext.losses'``) and the closest names.
     """
     cfg = copy.deepcopy(dict(cfg))
     cfg.setdefault('_scope_', 'mmkd_ext')
     type_name = cfg.get('type')
-    if isinstance(type_name, str):
-        short = type_name.split('.')[-1]
-        known = sorted(n for n, c in registry.module_dict.items()
-                       if isinstance(c, type) and issubclass(c, base))
-        if registry.get(type_name) is None and short not in known:
-            close = difflib.get_close_matches(short, known, n=3, cutoff=0.5)
-            hint = f' Did you mean {" or ".join(close)}?' if close else ''
-            raise KeyError(f'{key}: unknown type {type_name!r}.{hint} Registered: '
-                           f'{", ".join(known)}.')
+    if isinstance(type_name, str) and registry.get(type_name) is None:
+        def of_kind(cls) -> bool:
+            if isinstance(kind, str):
+                return cls.__module__.startswith(kind + '.')
+            return isinstance(cls, type) and issubclass(cls, kind)
+        known = sorted(n for n, c in registry.module_dict.items() if of_kind(c))
+        close = difflib.get_close_matches(type_name.split('.')[-1], known, n=3, cutoff=0.5)
+        hint = f' Did you mean {" or ".join(close)}?' if close else ''
+        raise KeyError(f'{key}: unknown type {type_name!r}.{hint} Registered: '
+                       f'{", ".join(known)}.')
     return registry.build(cfg)
 
 
@@ -162,7 +164,7 @@ class MultiTeacherDistiller(BaseModel):
         logit_kd = copy.deepcopy(logit_kd)
         self.logit_kd_weight = 0.0 if logit_kd is None else float(logit_kd.pop('weight', 1.0))
         self.logit_kd_loss = None if logit_kd is None else _build_component(
-            MODELS, logit_kd, 'model.logit_kd')
+            MODELS, logit_kd, 'model.logit_kd', 'mmkd_ext.losses')
 
         self.weighting = _build_component(MODELS, weighting, 'model.weighting', BaseWeighting)
         self.check_finite = check_finite
@@ -199,9 +201,9 @@ class MultiTeacherDistiller(BaseModel):
             teacher, scope = build_model(config, data_preprocessor, cfg_options)
             if scope != student_scope:
                 raise ValueError(
-                    f'model.teachers[{idx}]: {owner} is a {scope} model '
-                    f'({type(teacher).__name__}) but the student is a {student_scope} '
-                    f'model ({type(self.student).__name__}). Teachers must solve the '
+                    f'model.teachers[{idx}]: {owner} is a model of {scope} '
+                    f'({type(teacher).__name__}) but the student is a model of '
+                    f'{student_scope} ({type(self.student).__name__}). Teachers must solve the '
                     f"student's task: use {student_scope} teachers.")
             # Frozen and in eval mode, SyncBN is plain BN (and needs no process group).
             teacher = revert_sync_batchnorm(teacher)
@@ -232,7 +234,8 @@ class MultiTeacherDistiller(BaseModel):
             self.teacher_layers = tuple(feature_kd.get('teacher_layers') or self.student_layers)
             self.feature_kd_weight = float(feature_kd.get('weight', 1.0))
             self.feature_kd_loss = _build_component(
-                MODELS, feature_kd.get('loss', dict(type='FeatureMSE')), 'model.feature_kd.loss')
+                MODELS, feature_kd.get('loss', dict(type='FeatureMSE')), 'model.feature_kd.loss',
+                'mmkd_ext.losses')
         self._student_recorder = OutputRecorder(
             self.student, (view.head_module, ) + self.student_layers, 'student')
         self._teacher_recorders = [
@@ -264,7 +267,8 @@ class MultiTeacherDistiller(BaseModel):
                         s_map, t_map, f"student layer {layer!r} and teacher {name!r}"))
                     continue
                 cfg.update(in_channels=s_map.shape[1], out_channels=t_map.shape[1])
-                per_layer.append(_build_component(MODELS, cfg, 'model.feature_kd.adapter'))
+                per_layer.append(_build_component(MODELS, cfg, 'model.feature_kd.adapter',
+                                                  'mmkd_ext.adapters'))
             adapters.append(nn.ModuleList(per_layer))
             if teacher_maps:
                 teacher_channels.append(teacher_maps[-1].shape[1])
@@ -445,7 +449,14 @@ class MultiTeacherDistiller(BaseModel):
             self._reduce_and_check(losses)
             if self.training:
                 self.last_step = KDStep(batch=batch.detached(), weights=weights.detached())
+            if self.non_finite_terms:  # only in skip mode: a loss that changes nothing
+                return {'loss_skipped': self._zero_loss()}
         return losses
+
+    def _zero_loss(self) -> torch.Tensor:
+        """0, connected to every trainable parameter: the backward of a skipped step
+        runs as usual (DDP reduces every bucket) and leaves zero gradients."""
+        return sum((p * 0).sum() for p in self.parameters() if p.requires_grad)
 
     # ------------------------------------------------------- logs and faults
     def _reduce_and_check(self, losses: Dict[str, torch.Tensor]) -> None:
@@ -454,6 +465,8 @@ class MultiTeacherDistiller(BaseModel):
 
         The reduced vector also carries each rank's sum of all terms, so a
         non-finite term on any rank stops (or skips) every rank at the same step.
+        The host sync makes each step wait for every rank's forward in distributed
+        runs; ``check_finite=False`` removes it (the reduction of the logs stays).
         """
         distributed = get_world_size() > 1 and self.training
         if not (self.check_finite or distributed):

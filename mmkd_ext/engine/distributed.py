@@ -19,8 +19,13 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
 
 
 def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` (``[N, ...]``) over ranks along dim 0 in rank order,
-    on its own device (itself in a single process). Every rank passes the same shape."""
+    """Concatenate ``tensor`` (``[N_r, ...]``, ``N_r`` may differ by rank, e.g. at a
+    last smaller batch) over ranks along dim 0 in rank order, on its own device;
+    itself in a single process. Two collectives: the sizes, then the padded rows."""
     if get_world_size() == 1:
         return tensor
-    return torch.cat(all_gather(tensor)).to(tensor.device)
+    sizes = [int(n) for n in all_gather(torch.tensor([len(tensor)], device=tensor.device))]
+    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+    padded[:len(tensor)] = tensor
+    return torch.cat([rows[:n].to(tensor.device)
+                      for rows, n in zip(all_gather(padded), sizes)])

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.dataset import ConcatDataset
-from mmengine.dist import get_rank
+from mmengine.dist import get_rank, get_world_size
 from mmengine.logging import print_log
 from mmengine.registry import OPTIMIZERS
 
@@ -129,6 +129,12 @@ class MetaWeightHook(WeightingTrainerHook):
         if self.use_hard_buffer and isinstance(self._dataset, ConcatDataset):
             raise TypeError('MetaWeightHook cannot map sample_idx of a ConcatDataset back '
                             'to its samples; set use_hard_buffer=False.')
+        quiz_blocks = self.quiz_batch_size * get_world_size()
+        if self.use_hard_buffer and quiz_blocks > self.buffer_size:
+            raise ValueError(
+                f'MetaWeightHook: {get_world_size()} ranks draw quiz_batch_size='
+                f'{self.quiz_batch_size} samples each from one hard buffer, which needs '
+                f'buffer_size >= {quiz_blocks} (got {self.buffer_size}); raise buffer_size.')
         self.check_student_supported(model, runner.optim_wrapper)
         if getattr(runner.optim_wrapper, 'clip_grad_kwargs', None):
             print_log('MetaWeightHook: the look-ahead steps do not clip gradients as the '
@@ -183,26 +189,26 @@ class MetaWeightHook(WeightingTrainerHook):
 
         In distributed runs the step's samples of every rank are gathered, so all
         ranks hold the same buffer (and draw the same random numbers)."""
-        indices = gather_rows(self._sample_indices(data_batch))
+        indices = self._sample_indices(data_batch)
         free = self.buffer_size - len(self.buffer)
         if free > 0:
-            self.buffer = torch.cat([self.buffer, indices[:free]])
+            self.buffer = torch.cat([self.buffer, gather_rows(indices)[:free]])
             return
         batch = model.last_step.batch
-        hard = gather_rows(
-            model.task_view.hard_samples(batch.student_logits, batch.data_samples).cpu())
-        for index in indices[hard]:
+        hard = model.task_view.hard_samples(batch.student_logits, batch.data_samples).cpu()
+        rows = gather_rows(torch.stack([indices, hard.long()], dim=1))
+        for index in rows[rows[:, 1].bool(), 0]:
             slot = torch.randint(self.buffer_size, (1, ), generator=self.generator)
             self.buffer[slot] = index
 
     def _quiz_batch(self, model, data_batch: dict) -> dict:
         """``quiz_batch_size`` samples from the hard buffer (the current batch while it
         holds fewer). Rank ``r`` takes the ``r``-th block of one shared draw."""
-        if not self.use_hard_buffer or len(self.buffer) < self.quiz_batch_size:
+        if not self.use_hard_buffer or len(self.buffer) < self.quiz_batch_size * get_world_size():
             return model.data_preprocessor(data_batch, True)
         order = torch.randperm(len(self.buffer), generator=self.generator)
-        block = torch.arange(self.quiz_batch_size) + get_rank() * self.quiz_batch_size
-        picked = self.buffer[order[block % len(order)]].tolist()
+        start = get_rank() * self.quiz_batch_size  # buffer_size >= Q * world_size
+        picked = self.buffer[order[start:start + self.quiz_batch_size]].tolist()
         seed = int(torch.randint(2**31 - 1, (1, ), generator=self.generator))
         with isolated_random_state(seed + get_rank()):
             data = self._collate([self._dataset[i] for i in picked])
