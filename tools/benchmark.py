@@ -1,11 +1,12 @@
 """Benchmarks of mmkd_ext.
 
 ``overhead``: seconds per iteration and peak memory of each weighting method against
-AVER on a task's demo configuration, each in its own process, in one run:
+the physical bound and against AVER, on a task's demo configuration, all measured in
+one process on the same batch stream: (a) the student's training step alone, (b) each
+teacher's inference forward alone, (c) a full KD step per method. Bound = (a) + sum(b).
 
     python tools/benchmark.py overhead [--task classification|detection|segmentation]
-        [--iters 40]
-        [--warmup 5] [--batch-size N] [--methods aver mmkd:5 mtkd_rl ...]
+        [--iters 40] [--warmup 5] [--batch-size N] [--methods aver mmkd:5 mtkd_rl ...]
 
 ``METHOD:N`` sets the update interval of the method's hook (MMKD's meta interval,
 MTKD-RL's agent interval); without it the method's config is used as is.
@@ -48,13 +49,13 @@ def prepare_teachers(task, teacher_dir: str) -> Dict[str, str]:
 
 
 def main():
-    from mmkd_ext.engine.benchmark import (METHODS, format_overhead_table, measure,
+    from mmkd_ext.engine.benchmark import (METHODS, format_overhead_table, measure_overhead,
                                            run_in_subprocess)
     from mmkd_ext.engine.tasks import make_tasks
     tasks = make_tasks(ROOT)
     parser = argparse.ArgumentParser(description='mmkd_ext benchmarks')
     sub = parser.add_subparsers(dest='mode', required=True)
-    over = sub.add_parser('overhead', help='time and memory of methods vs AVER')
+    over = sub.add_parser('overhead', help='time and memory of methods vs the bound and AVER')
     over.add_argument('--task', choices=sorted(tasks), default='classification')
     over.add_argument('--iters', type=int, default=40)
     over.add_argument('--warmup', type=int, default=5)
@@ -71,7 +72,7 @@ def main():
 
     if args.mode == '_child':
         spec = json.loads(args.spec)
-        print('BENCH ' + json.dumps(measure(**spec)), flush=True)
+        print('BENCH ' + json.dumps(measure_overhead(**spec)), flush=True)
         return
 
     os.chdir(ROOT)
@@ -84,19 +85,16 @@ def main():
     options.update({f'model.teachers.{i}.checkpoint': checkpoints[run.export_as]
                     for i, run in enumerate(task.teachers)})
     batch_size = args.batch_size or (64 if args.task == 'classification' else 8)
-    rows = []
-    for entry in args.methods:
-        method, _, interval = entry.partition(':')
-        if method not in METHODS:
-            parser.error(f'unknown method {method!r}; choose from {list(METHODS)}')
-        spec = dict(config=task.distill_config(method), method=method,
-                    interval=int(interval) if interval else None, iters=args.iters,
-                    warmup=args.warmup, batch_size=batch_size, options=options)
-        print(f'[benchmark] {args.task} {entry}: {args.warmup} warm-up + {args.iters} '
-              'timed iterations', flush=True)
-        rows.append(run_in_subprocess([__file__, '_child', json.dumps(spec)]))
+    unknown = [e for e in args.methods if e.partition(':')[0] not in METHODS]
+    if unknown:
+        parser.error(f'unknown methods {unknown}; choose from {list(METHODS)}')
+    spec = dict(configs={m: task.distill_config(m) for m in METHODS}, entries=args.methods,
+                iters=args.iters, warmup=args.warmup, batch_size=batch_size, options=options)
+    print(f'[benchmark] {args.task}, batch {batch_size}: the bound (student step, each '
+          f'teacher forward), then {" ".join(args.methods)}, in one process', flush=True)
+    result = run_in_subprocess([__file__, '_child', json.dumps(spec)])
     print()
-    print(format_overhead_table(rows))
+    print(format_overhead_table(result))
 
 
 if __name__ == '__main__':

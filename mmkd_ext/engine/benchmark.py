@@ -1,18 +1,27 @@
-"""Per-iteration time and peak memory of distillation methods, measured alike.
+"""Per-iteration time and peak memory of distillation methods against the physical
+bound, measured in one process on the same batch stream.
 
-Each method runs in a fresh process (peak memory is per process) on the same
-config, data and teachers; the figures of one invocation are compared as ratios.
+For a task's configs the child process measures, on the AVER config's data:
+
+(a) the student's own training step alone (``student.train_step``);
+(b) each teacher's inference forward alone (its input conversion included);
+(c) a full K-teacher KD step for every requested weighting, through MMEngine's
+    runner with the method's hooks (MMKD's meta steps, MTKD-RL's agent updates).
+
+The bound is (a) + sum(b): no KD step can be cheaper than running its models once.
+Figures are means of the timed iterations (a method's periodic updates count), with
+medians alongside.
 """
+import copy
 import json
 import os
 import os.path as osp
-import resource
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from typing import List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 from mmengine.config import Config
@@ -24,6 +33,70 @@ METHODS = ('aver', 'fixed', 'entropy', 'confidence', 'mmkd', 'mtkd_rl', 'mtkd_rl
 INTERVAL_KEYS = ('interval', 'agent_interval')
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class PeakMemory:
+    """Peak memory of a phase: the CUDA allocator's peak, or on Linux CPUs the
+    process's resident-set high-water mark (``VmHWM``, reset through
+    ``/proc/self/clear_refs``). On CPU a phase's peak includes what earlier phases
+    left resident (models, allocator caches)."""
+
+    def reset(self) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        elif osp.exists('/proc/self/clear_refs'):
+            with open('/proc/self/clear_refs', 'w') as f:
+                f.write('5')
+
+    @staticmethod
+    def current_mib() -> float:
+        if torch.cuda.is_available():
+            return torch.cuda.memory_allocated() / 2**20
+        return _proc_status_kib('VmRSS') / 1024
+
+    def peak_mib(self) -> float:
+        if torch.cuda.is_available():
+            return torch.cuda.max_memory_allocated() / 2**20
+        return _proc_status_kib('VmHWM') / 1024
+
+
+def _proc_status_kib(field: str) -> float:
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(field + ':'):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kiB on Linux
+
+
+def timed(step: Callable[[object], None], batches: Iterable, warmup: int) -> dict:
+    """Run ``step`` on each batch; seconds of the batches after ``warmup`` and the
+    phase's peak memory."""
+    memory = PeakMemory()
+    memory.reset()
+    before = memory.current_mib()
+    seconds = []
+    for batch in batches:
+        _sync()
+        start = time.perf_counter()
+        step(batch)
+        _sync()
+        seconds.append(time.perf_counter() - start)
+    return _figures(seconds[warmup:], memory.peak_mib(), before)
+
+
+def _figures(seconds: List[float], peak: float, before: float) -> dict:
+    return dict(iters=len(seconds), mean=statistics.fmean(seconds),
+                median=statistics.median(seconds), peak_mib=peak,
+                extra_mib=max(peak - before, 0.0))
+
+
 class IterTimer(Hook):
     """Records the wall time of every training iteration (hooks included)."""
     priority = 'VERY_LOW'
@@ -32,23 +105,18 @@ class IterTimer(Hook):
         self.seconds: List[float] = []
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         self._start = time.perf_counter()
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def measure(config: str, method: str, interval: Optional[int], iters: int, warmup: int,
-            batch_size: int, options: dict) -> dict:
-    """Train ``warmup + iters`` iterations of the distillation ``config`` (of
-    ``method``) in this process; return the figures. ``interval`` overrides the
-    update interval of the method's hook."""
-    from mmengine.runner import Runner
-    import mmkd_ext  # noqa: F401
+def configure(config: str, interval: Optional[int], iters: int, warmup: int,
+              batch_size: int, options: dict) -> Config:
+    """The distillation ``config`` set up for ``warmup + iters`` timed iterations of
+    full batches; ``interval`` overrides the update interval of the method's hook."""
     cfg = Config.fromfile(config)
     cfg.merge_from_dict(options)
     # Full batches only (a batch sampler, e.g. mmdet's by aspect ratio, drops its own).
@@ -62,6 +130,7 @@ def measure(config: str, method: str, interval: Optional[int], iters: int, warmu
         'default_hooks.checkpoint': dict(type='CheckpointHook', interval=10**9, by_epoch=False),
         'default_hooks.logger.interval': 10**9,
         'param_scheduler': [],
+        'randomness': dict(seed=0),
     })
     if 'batch_size' in cfg.model.weighting:  # MMKD's feature net is sized by the batch
         cfg.model.weighting.batch_size = batch_size
@@ -70,44 +139,120 @@ def measure(config: str, method: str, interval: Optional[int], iters: int, warmu
     for hook in cfg.get('custom_hooks', []):
         if 'quiz_batch_size' in hook:
             hook['quiz_batch_size'] = batch_size
+            hook['buffer_size'] = max(hook.get('buffer_size', 0), batch_size)
         for key in INTERVAL_KEYS:
             if key in hook and interval is not None:
                 hook[key] = interval
-    interval = next((hook[key] for hook in cfg.get('custom_hooks', [])
-                     for key in INTERVAL_KEYS if key in hook), None)
-    cfg.work_dir = osp.join('work_dirs', 'benchmark', f'{method}_{uuid.uuid4().hex[:6]}')
+    cfg.work_dir = osp.join('work_dirs', 'benchmark', f'run_{uuid.uuid4().hex[:6]}')
     cfg.experiment_name = osp.basename(cfg.work_dir)
+    return cfg
+
+
+def hook_interval(cfg: Config) -> Optional[int]:
+    return next((hook[key] for hook in cfg.get('custom_hooks', [])
+                 for key in INTERVAL_KEYS if key in hook), None)
+
+
+def measure_bound(cfg: Config, warmup: int) -> List[dict]:
+    """Phases (a) and (b) on the batches of ``cfg``'s training data loader."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(copy.deepcopy(cfg))
+    model = runner.model
+    loader = runner.build_dataloader(cfg.train_dataloader, seed=runner.seed)
+    count = cfg.train_cfg.max_iters
+    batches, stream = [], iter(loader)
+    while len(batches) < count:
+        try:
+            batches.append(next(stream))
+        except StopIteration:
+            stream = iter(loader)
+    student = model.student
+    optim_wrapper = build_optim_wrapper(student, copy.deepcopy(cfg.optim_wrapper))
+    student.train()
+    rows = [dict(phase='student step alone', **timed(
+        lambda data: student.train_step(data, optim_wrapper), batches, warmup))]
+    prepared = [model.data_preprocessor(copy.copy(data), True) for data in batches]
+    view = model.task_view
+    for name, teacher, convert in zip(model.teacher_names, model.teachers,
+                                      model.input_converters):
+        def forward(data, teacher=teacher, convert=convert):
+            with torch.inference_mode():
+                view.teacher_forward(teacher, convert(data['inputs']), data['data_samples'])
+        rows.append(dict(phase=f'teacher {name} forward', **timed(forward, prepared, warmup)))
+    return rows
+
+
+def measure_kd_step(cfg: Config, method: str, warmup: int) -> dict:
+    """Phase (c): training iterations of the distillation config through the runner."""
+    from mmengine.runner import Runner
+    import mmkd_ext  # noqa: F401
+    memory = PeakMemory()
     runner = Runner.from_cfg(cfg)
     timer = IterTimer()
     runner.register_hook(timer)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    memory.reset()
+    before = memory.current_mib()
     runner.train()
-    timed = timer.seconds[warmup:]
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return dict(method=method, interval=interval, iters=len(timed),
-                sec_per_iter=sum(timed) / len(timed), median=statistics.median(timed),
-                peak_mib=peak, device='cuda' if torch.cuda.is_available() else 'cpu')
+    return dict(phase=method, interval=hook_interval(cfg),
+                **_figures(timer.seconds[warmup:], memory.peak_mib(), before))
+
+
+def measure_overhead(configs: Dict[str, str], entries: List[str], iters: int, warmup: int,
+                     batch_size: int, options: dict) -> dict:
+    """All phases in this process: the bound from the AVER config, then a KD step per
+    ``METHOD[:INTERVAL]`` entry."""
+    import mmkd_ext  # noqa: F401
+    bound_cfg = configure(configs['aver'], None, iters, warmup, batch_size, options)
+    rows = measure_bound(bound_cfg, warmup)
+    for entry in entries:
+        method, _, interval = entry.partition(':')
+        print(f'[benchmark] {entry}: {warmup} warm-up + {iters} timed iterations', flush=True)
+        cfg = configure(configs[method], int(interval) if interval else None, iters, warmup,
+                        batch_size, options)
+        rows.append(measure_kd_step(cfg, method, warmup))
+    return dict(rows=rows, device='cuda' if torch.cuda.is_available() else 'cpu',
+                batch_size=batch_size)
 
 
 def run_in_subprocess(args: List[str]) -> dict:
-    out = subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONUNBUFFERED='1'))
-    lines = [line for line in out.stdout.splitlines() if line.startswith('BENCH ')]
-    if out.returncode != 0 or not lines:
-        raise RuntimeError(f'benchmark child failed:\n{out.stderr[-3000:]}')
-    return json.loads(lines[-1][len('BENCH '):])
+    """Run ``python ARGS`` (echoing its ``[benchmark]`` lines); the dict it printed
+    on its ``BENCH`` line."""
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    result = None
+    for line in proc.stdout:
+        if line.startswith('BENCH '):
+            result = json.loads(line[len('BENCH '):])
+        elif line.startswith('[benchmark]'):
+            print(line.rstrip(), flush=True)
+    stderr = proc.stderr.read()
+    if proc.wait() != 0 or result is None:
+        raise RuntimeError(f'benchmark child failed:\n{stderr[-3000:]}')
+    return result
 
 
-def format_overhead_table(rows: List[dict]) -> str:
-    base = next(r for r in rows if r['method'] == 'aver')
-    lines = ['| method | update interval | s/iter (mean) | s/iter (median) | time vs AVER '
-             f'| peak {"GPU" if base["device"] == "cuda" else "RSS"} MiB | memory vs AVER |',
-             '|---|---|---|---|---|---|---|']
-    for r in rows:
-        interval = r['interval'] or '-'  # '-': the method has no update hook
-        lines.append(f'| {r["method"]} | {interval} | {r["sec_per_iter"]:.3f} | '
-                     f'{r["median"]:.3f} | {r["sec_per_iter"] / base["sec_per_iter"]:.2f}x | '
-                     f'{r["peak_mib"]:.0f} | {r["peak_mib"] / base["peak_mib"]:.2f}x |')
+def format_overhead_table(result: dict) -> str:
+    """Markdown table: each phase's time and memory against the bound and AVER."""
+    rows = result['rows']
+    parts = [r for r in rows if r['phase'] not in METHODS]
+    bound = sum(r['mean'] for r in parts)
+    bound_median = sum(r['median'] for r in parts)
+    memory_bound = parts[0]['peak_mib'] + sum(r['extra_mib'] for r in parts[1:])
+    aver = next((r for r in rows if r['phase'] == 'aver'), None)
+    memory = 'GPU' if result['device'] == 'cuda' else 'RSS'
+    lines = [f'| phase | update interval | s/iter (mean) | s/iter (median) | vs bound '
+             f'| vs AVER | peak {memory} MiB | memory vs bound |',
+             '|---|---|---|---|---|---|---|---|']
+    for r in parts:
+        lines.append(f'| {r["phase"]} | | {r["mean"]:.4f} | {r["median"]:.4f} | | | '
+                     f'{r["peak_mib"]:.0f} | |')
+    lines.append(f'| **bound** (a) + sum(b) | | {bound:.4f} | {bound_median:.4f} | 1.00x | | '
+                 f'{memory_bound:.0f} | 1.00x |')
+    for r in rows[len(parts):]:
+        vs_aver = f'{r["mean"] / aver["mean"]:.2f}x' if aver else ''
+        lines.append(f'| {r["phase"]} | {r.get("interval") or "-"} | {r["mean"]:.4f} | '
+                     f'{r["median"]:.4f} | {r["mean"] / bound:.2f}x | {vs_aver} | '
+                     f'{r["peak_mib"]:.0f} | {r["peak_mib"] / memory_bound:.2f}x |')
     return '\n'.join(lines)
