@@ -122,11 +122,16 @@ TASKS = dict(
 FAST_METHODS = ('aver', 'mmkd', 'mtkd_rl')
 
 
-@pytest.mark.parametrize('task', sorted(TASKS))
-@pytest.mark.parametrize('methods', [
-    pytest.param(FAST_METHODS, id='aver-mmkd-mtkd_rl'),
-    pytest.param(tuple(m for m in METHODS if m not in FAST_METHODS), id='others',
-                 marks=pytest.mark.slow)])
+OTHER_METHODS = tuple(m for m in METHODS if m not in FAST_METHODS)
+
+
+# Segmentation with the hook-driven methods runs in `make test`; the rest in `make test-all`.
+@pytest.mark.parametrize('task,methods', [
+    pytest.param('segmentation', FAST_METHODS, id='segmentation-aver-mmkd-mtkd_rl'),
+    pytest.param('detection', FAST_METHODS, id='detection-aver-mmkd-mtkd_rl',
+                 marks=pytest.mark.slow),
+    *[pytest.param(task, OTHER_METHODS, id=f'{task}-others', marks=pytest.mark.slow)
+      for task in sorted(TASKS)]])
 def test_weightings_on_dense_tasks(task, methods, request, tmp_path):
     config, overrides, data, teachers = TASKS[task]
     jobs = []
