@@ -132,19 +132,18 @@ def test_every_task_has_a_config_per_benchmark_method():
 
 def test_overhead_benchmark_prints_each_phase_against_the_bound(shapes_root, teacher_dir):
     result = run_tool('tools/benchmark.py', 'overhead', '--iters', '1', '--warmup', '1',
-                      '--batch-size', '8', '--methods', 'aver', 'fixed', '--data-root',
+                      '--batch-size', '8', '--methods', 'aver', '--data-root',
                       shapes_root, '--teacher-dir', teacher_dir)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     rows = {line.split('|')[1].strip(): line.split('|')[2:-1]
             for line in result.stdout.splitlines() if line.startswith('| ')}
     assert {'student step alone', 'teacher r18w24 forward', 'teacher r18w16 forward',
-            'teacher r50w8 forward', '**bound** (a) + sum(b)', 'aver', 'fixed'} <= set(rows)
+            'teacher r50w8 forward', '**bound** (a) + sum(b)', 'aver'} <= set(rows)
     phases = [r for name, r in rows.items() if name.startswith(('student', 'teacher'))]
     bound = float(rows['**bound** (a) + sum(b)'][1])
     assert bound == pytest.approx(sum(float(r[1]) for r in phases), abs=2e-4)
-    for method in ('aver', 'fixed'):
-        assert float(rows[method][3].strip().rstrip('x')) == pytest.approx(
-            float(rows[method][1]) / bound, abs=0.01)
+    assert float(rows['aver'][3].strip().rstrip('x')) == pytest.approx(
+        float(rows['aver'][1]) / bound, abs=0.01)
 
 
 def test_demo_reuses_finished_runs_and_distils_with_the_chosen_methods(tmp_path):
