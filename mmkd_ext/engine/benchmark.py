@@ -186,7 +186,6 @@ def measure_bound(cfg: Config, warmup: int) -> List[dict]:
 def measure_kd_step(cfg: Config, method: str, warmup: int) -> dict:
     """Phase (c): training iterations of the distillation config through the runner."""
     from mmengine.runner import Runner
-    import mmkd_ext  # noqa: F401
     memory = PeakMemory()
     runner = Runner.from_cfg(cfg)
     timer = IterTimer()

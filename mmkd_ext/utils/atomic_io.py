@@ -10,6 +10,7 @@ and writes every checkpoint. (MMEngine's ``CheckpointHook`` writes the small
 ``last_checkpoint`` pointer with a plain ``open``; :func:`latest_checkpoint` does not
 trust it blindly.)
 """
+import contextlib
 import glob
 import os
 import os.path as osp
@@ -81,7 +82,8 @@ def latest_checkpoint(work_dir: str) -> Optional[str]:
     its end. Temporary files left by a write that was killed are removed.
     """
     for stale in glob.glob(osp.join(work_dir, '.*.pth.*.tmp')):
-        os.unlink(stale)
+        with contextlib.suppress(FileNotFoundError):  # every rank of a launch looks
+            os.unlink(stale)
     candidates = []
     pointer = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(pointer):
