@@ -131,7 +131,7 @@ def test_every_task_has_a_config_per_benchmark_method():
 
 
 def test_overhead_benchmark_prints_each_phase_against_the_bound(shapes_root, teacher_dir):
-    result = run_tool('tools/benchmark.py', 'overhead', '--iters', '1', '--warmup', '1',
+    result = run_tool('tools/benchmark.py', '--overhead', '--iters', '1', '--warmup', '1',
                       '--batch-size', '8', '--methods', 'aver', '--data-root',
                       shapes_root, '--teacher-dir', teacher_dir)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

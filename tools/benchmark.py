@@ -1,25 +1,39 @@
 """Benchmarks of mmkd_ext.
 
-``overhead``: seconds per iteration and peak memory of each weighting method against
+The method matrix (default): for each task, trains its teachers, the student alone,
+plain KD from the best single teacher and the student distilled with every weighting
+method, over several seeds, each through tools/train.py and tools/test.py; writes a
+markdown and a CSV table (mean +- std over seeds, gain over the student alone,
+s/iter, peak memory), a bar chart per task and the teacher-weight curves.
+
+    python tools/benchmark.py --quick       # ~20 min on 2 CPU cores: classification, 2 seeds
+    python tools/benchmark.py               # every task, 3 seeds, full schedules (a GPU's work)
+        [--tasks classification detection segmentation] [--seeds N] [--jobs J]
+        [--methods aver mmkd ...] [--work-root DIR] [--force] [--verbose]
+
+Finished runs are reused on a re-run and stopped ones resume from their checkpoint;
+a failed run is reported in the table and the others go on (the exit status is 1).
+
+``--overhead``: seconds per iteration and peak memory of each weighting method against
 the physical bound and against AVER, on a task's demo configuration, all measured in
 one process on the same batch stream: (a) the student's training step alone, (b) each
 teacher's inference forward alone, (c) a full KD step per method. Bound = (a) + sum(b).
 
-    python tools/benchmark.py overhead [--task classification|detection|segmentation]
+    python tools/benchmark.py --overhead [--task classification|detection|segmentation]
         [--iters 40] [--warmup 5] [--batch-size N] [--methods aver mmkd:5 mtkd_rl ...]
 
 ``METHOD:N`` sets the update interval of the method's hook (MMKD's meta interval,
-MTKD-RL's agent interval); without it the method's config is used as is.
-
-Teachers come from the demo's work_dirs/<dataset>/teachers when present;
-otherwise randomly initialised teachers of the same architectures are used (their
-weights do not change the cost).
+MTKD-RL's agent interval); without it the method's config is used as is. Teachers come
+from the demo's work_dirs/<dataset>/teachers when present; otherwise randomly
+initialised teachers of the same architectures are used (their weights do not change
+the cost).
 """
 import argparse
 import hashlib
 import json
 import os
 import os.path as osp
+import sys
 from typing import Dict
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -48,35 +62,10 @@ def prepare_teachers(task, teacher_dir: str) -> Dict[str, str]:
     return paths
 
 
-def main():
-    from mmkd_ext.engine.benchmark import (METHODS, format_overhead_table, measure_overhead,
+def overhead(args, task) -> None:
+    """``--overhead``: the bound and each method's KD step, in one child process."""
+    from mmkd_ext.engine.benchmark import (METHODS, format_overhead_table,
                                            run_in_subprocess)
-    from mmkd_ext.engine.tasks import make_tasks
-    tasks = make_tasks(ROOT)
-    parser = argparse.ArgumentParser(description='mmkd_ext benchmarks')
-    sub = parser.add_subparsers(dest='mode', required=True)
-    over = sub.add_parser('overhead', help='time and memory of methods vs the bound and AVER')
-    over.add_argument('--task', choices=sorted(tasks), default='classification')
-    over.add_argument('--iters', type=int, default=40)
-    over.add_argument('--warmup', type=int, default=5)
-    over.add_argument('--batch-size', type=int, help='default: 64 (classification), 8 (detection, segmentation)')
-    over.add_argument('--methods', nargs='+',
-                      default=['aver', 'mmkd:5', 'mtkd_rl', 'mtkd_rl_stochastic'],
-                      help=f'METHOD[:INTERVAL] entries (aver among them); methods: '
-                      f'{" ".join(METHODS)}')
-    over.add_argument('--data-root', help="default: the task's (data/<dataset>)")
-    over.add_argument('--teacher-dir', help="default: the demo's (work_dirs/<dataset>/teachers)")
-    child = sub.add_parser('_child')
-    child.add_argument('spec')
-    args = parser.parse_args()
-
-    if args.mode == '_child':
-        spec = json.loads(args.spec)
-        print('BENCH ' + json.dumps(measure_overhead(**spec)), flush=True)
-        return
-
-    os.chdir(ROOT)
-    task = tasks[args.task]
     data_root = args.data_root or task.data_root
     task.generate(data_root)
     checkpoints = prepare_teachers(task, args.teacher_dir
@@ -85,16 +74,145 @@ def main():
     options.update({f'model.teachers.{i}.checkpoint': checkpoints[run.export_as]
                     for i, run in enumerate(task.teachers)})
     batch_size = args.batch_size or (64 if args.task == 'classification' else 8)
-    unknown = [e for e in args.methods if e.partition(':')[0] not in METHODS]
-    if unknown:
-        parser.error(f'unknown methods {unknown}; choose from {list(METHODS)}')
-    spec = dict(configs={m: task.distill_config(m) for m in METHODS}, entries=args.methods,
+    entries = args.methods or ['aver', 'mmkd:5', 'mtkd_rl', 'mtkd_rl_stochastic']
+    spec = dict(student_config=task.student_config,
+                configs={m: task.distill_config(m) for m in METHODS}, entries=entries,
                 iters=args.iters, warmup=args.warmup, batch_size=batch_size, options=options)
     print(f'[benchmark] {args.task}, batch {batch_size}: the bound (student step, each '
-          f'teacher forward), then {" ".join(args.methods)}, in one process', flush=True)
-    result = run_in_subprocess([__file__, '_child', json.dumps(spec)])
+          f'teacher forward), then {" ".join(entries)}, in one process', flush=True)
+    result = run_in_subprocess([__file__, '--overhead-child', json.dumps(spec)])
     print()
     print(format_overhead_table(result))
+
+
+def method_matrix(args, tasks) -> int:
+    """The default mode; returns the exit status (1 if a run failed)."""
+    from mmkd_ext.engine import matrix
+    from mmkd_ext.engine.benchmark import METHODS
+    from mmkd_ext.engine.plotting import plot_weight_grid
+    preset_name = 'quick' if args.quick else 'full'
+    preset = matrix.PRESETS[preset_name]
+    names = args.tasks or list(preset.tasks)
+    seeds = list(range(args.seeds or preset.seeds))
+    jobs = args.jobs
+    methods = args.methods or list(METHODS)
+    work_root = args.work_root or osp.join('work_dirs', 'benchmark', preset_name)
+    os.makedirs(work_root, exist_ok=True)
+    print(f'[benchmark] {preset_name} preset: {", ".join(names)}; seeds {seeds}; '
+          f'{len(methods)} methods; {jobs} at a time; results in {work_root}',
+          flush=True)
+    data_roots = {name: args.data_root or tasks[name].data_root for name in names}
+    extra = dict(option.split('=', 1) for option in args.cfg_options or ())
+    for name in names:
+        meta = tasks[name].generate(data_roots[name])
+        print(f'[benchmark] {tasks[name].dataset} data in {data_roots[name]}: '
+              f'{"already there" if meta["skipped"] else "generated"}', flush=True)
+    settings = {name: matrix.Settings(work_root, data_roots[name], preset.quick, extra,
+                                      preset.validate)
+                for name in names}
+    run = dict(tasks=tasks, root=ROOT, jobs=jobs, force=args.force, verbose=args.verbose)
+    teachers = matrix.run_experiments(
+        [e for name in names for e in matrix.plan_teachers(name, tasks[name], settings[name])],
+        label='teachers', **run)
+    planned = []
+    for name in names:
+        task_teachers = [o for o in teachers if o.experiment.task == name]
+        best = matrix.best_teacher_index(task_teachers)
+        if best is None:
+            print(f'[benchmark] {name}: a teacher failed, so its students are not trained',
+                  flush=True)
+            continue
+        planned += matrix.plan_students(name, tasks[name], settings[name], seeds, methods, best)
+    outcomes = teachers + matrix.run_experiments(planned, label='runs', **run)
+
+    rows = matrix.summarise(outcomes, tasks)
+    table = matrix.format_markdown(rows)
+    with open(osp.join(work_root, 'benchmark.md'), 'w') as f:
+        f.write(table)
+    matrix.write_csv(rows, osp.join(work_root, 'benchmark.csv'))
+    figures = []
+    for name in names:
+        figures.append(matrix.plot_task_bars([r for r in rows if r['task'] == name],
+                                             tasks[name], osp.join(work_root, f'{name}.png')))
+        distilled = {o.experiment.row: o.experiment.work_dir for o in outcomes
+                     if o.experiment.task == name and o.experiment.role == 'distilled'
+                     and o.experiment.seed == seeds[0] and o.result is not None}
+        if distilled:
+            figures.append(plot_weight_grid(
+                distilled, osp.join(work_root, f'{name}_teacher_weights.png'),
+                f'{tasks[name].dataset}: mean teacher weights over training, seed {seeds[0]}'))
+    print()
+    print(table)
+    print(f'[benchmark] tables: {work_root}/benchmark.md, {work_root}/benchmark.csv')
+    print(f'[benchmark] plots: {", ".join(figures)}')
+    return 1 if any(o.result is None for o in outcomes) else 0
+
+
+def main():
+    from mmkd_ext.engine.benchmark import METHODS
+    from mmkd_ext.engine.tasks import make_tasks
+    tasks = make_tasks(ROOT)
+    parser = argparse.ArgumentParser(
+        description='mmkd_ext benchmarks: the method matrix (default) or --overhead',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--overhead', action='store_true',
+                        help='time and memory of methods vs the bound and AVER')
+    parser.add_argument('--methods', nargs='+', metavar='METHOD',
+                        help=f'weighting methods (default: all): {" ".join(METHODS)}; '
+                        'with --overhead METHOD[:INTERVAL], AVER among them')
+    matrix_args = parser.add_argument_group('the method matrix')
+    matrix_args.add_argument('--quick', action='store_true',
+                             help='the quick preset (classification, 2 seeds, short '
+                             'schedules; ~20 min on 2 CPU cores)')
+    matrix_args.add_argument('--tasks', nargs='+', choices=sorted(tasks),
+                             help="default: the preset's")
+    matrix_args.add_argument('--seeds', type=int, help="number of seeds (default: the preset's)")
+    matrix_args.add_argument('--jobs', type=int, default=1,
+                             help='runs at a time (default 1): each on its own GPU when '
+                             'there are enough, else an equal share of the CPU cores')
+    matrix_args.add_argument('--work-root', help='default: work_dirs/benchmark/<preset>')
+    matrix_args.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE',
+                             help='cfg-options given to every run, after the preset\'s')
+    matrix_args.add_argument('--force', action='store_true', help='redo finished runs')
+    matrix_args.add_argument('--verbose', action='store_true',
+                             help="show the runs' training progress")
+    over = parser.add_argument_group('--overhead')
+    over.add_argument('--task', choices=sorted(tasks), default='classification')
+    over.add_argument('--iters', type=int, default=40)
+    over.add_argument('--warmup', type=int, default=5)
+    over.add_argument('--batch-size', type=int,
+                      help='default: 64 (classification), 8 (detection, segmentation)')
+    parser.add_argument('--data-root', help="the dataset's root, for one task (default: "
+                        "the task's, data/<dataset>)")
+    over.add_argument('--teacher-dir', help="default: the demo's (work_dirs/<dataset>/teachers)")
+    parser.add_argument('--overhead-child', help=argparse.SUPPRESS)
+    parser.description += '\n\n' + __doc__.split('\n', 2)[2]
+    args = parser.parse_args()
+
+    if args.overhead_child:
+        from mmkd_ext.engine.benchmark import measure_overhead
+        print('BENCH ' + json.dumps(measure_overhead(**json.loads(args.overhead_child))),
+              flush=True)
+        return
+    unknown = [e for e in args.methods or () if e.partition(':')[0] not in METHODS
+               or (':' in e and not args.overhead)]
+    if unknown:
+        parser.error(f'unknown methods {unknown}; choose from {list(METHODS)}'
+                     + ('' if args.overhead else ' (METHOD:INTERVAL with --overhead only)'))
+    if args.jobs < 1:
+        parser.error('--jobs must be >= 1')
+    malformed = [option for option in args.cfg_options or () if '=' not in option]
+    if malformed:
+        parser.error(f'--cfg-options takes KEY=VALUE entries, not {malformed}')
+    from mmkd_ext.engine.matrix import PRESETS
+    preset_tasks = PRESETS['quick' if args.quick else 'full'].tasks
+    if not args.overhead and args.data_root and len(args.tasks or preset_tasks) > 1:
+        parser.error('--data-root needs a single task (--tasks NAME)')
+    os.chdir(ROOT)
+    if args.overhead:
+        overhead(args, tasks[args.task])
+    else:
+        sys.exit(method_matrix(args, tasks))
 
 
 if __name__ == '__main__':

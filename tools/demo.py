@@ -10,78 +10,44 @@ reused; ``--force`` redoes them.
                          [--methods aver mmkd ...]
 """
 import argparse
-import json
 import os
 import os.path as osp
-import re
-import subprocess
-import sys
 import time
 from typing import List
 
+from mmkd_ext.engine import experiments
+from mmkd_ext.engine.experiments import slug
 from mmkd_ext.engine.tasks import Run, Task, make_tasks
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def slug(name: str) -> str:
-    return re.sub(r'[^a-z0-9]+', '_', name.lower()).strip('_')
-
-
-def run_command(cmd: List[str], log_path: str, verbose: bool) -> None:
-    """Run a tool, keep its full output in ``log_path`` and echo its progress lines."""
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:
-            log.write(line)
-            if verbose or 'Epoch(' in line or 'Iter(' in line:
-                print('    ' + line.rstrip()[-150:], flush=True)
-        if proc.wait() != 0:
-            raise SystemExit(f'[demo] command failed ({" ".join(cmd)}); see {log_path}')
 
 
 def train_and_test(run: Run, task: Task, teacher_dir: str, force: bool,
                    verbose: bool) -> dict:
     """Train one config, export it if it is a teacher, evaluate it; cached."""
     work_dir = osp.join(task.work_root, slug(run.name))
-    result_path = osp.join(work_dir, 'demo_result.json')
-    if osp.isfile(result_path) and not force:
-        with open(result_path) as f:
-            result = json.load(f)
-        result.setdefault('score', result.get('top1'))  # results of earlier versions
+    teacher_files = [r.export_as for r in task.runs if r.role == 'teacher']
+    options = [f'model.teachers.{i}.checkpoint={teacher_dir}/{name}'
+               for i, name in enumerate(teacher_files)] if run.role == 'distilled' else []
+    if force or not osp.isfile(osp.join(work_dir, 'demo_result.json')):
+        print(f'[demo] {run.name}: training ({osp.relpath(run.config, ROOT)})', flush=True)
+    try:
+        result = experiments.train_and_test(
+            run.config, work_dir, task.metric_key, task.metric_scale, ROOT, options,
+            export_to=run.export_as and osp.join(teacher_dir, run.export_as),
+            result_name='demo_result.json', force=force,
+            echo=(lambda line: print('    ' + line, flush=True)) if verbose
+            else experiments.progress_echo())
+    except experiments.ExperimentFailed as error:
+        raise SystemExit(f'[demo] {run.name} failed: {error}')
+    result.setdefault('score', result.get('top1'))  # results of earlier versions
+    if result['cached']:
         print(f'[demo] {run.name}: done before, reusing ({task.metric_name} '
               f'{result["score"]:.2f})')
-        return result
-    os.makedirs(work_dir, exist_ok=True)
-    py = sys.executable
-    teacher_files = [r.export_as for r in task.runs if r.role == 'teacher']
-    options = ['--cfg-options'] + [
-        f'model.teachers.{i}.checkpoint={teacher_dir}/{name}'
-        for i, name in enumerate(teacher_files)] if run.role == 'distilled' else []
-    print(f'[demo] {run.name}: training ({osp.relpath(run.config, ROOT)})', flush=True)
-    start = time.time()
-    run_command([py, 'tools/train.py', run.config, '--work-dir', work_dir, *options],
-                osp.join(work_dir, 'train.out'), verbose)
-    train_seconds = time.time() - start
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
-    if run.export_as:
-        run_command([py, 'tools/export_student.py', checkpoint,
-                     osp.join(teacher_dir, run.export_as)],
-                    osp.join(work_dir, 'export.out'), verbose)
-    metrics_path = osp.join(work_dir, 'test_metrics.json')
-    run_command([py, 'tools/test.py', run.config, checkpoint, '--work-dir', work_dir,
-                 '--metrics-json', metrics_path, *options],
-                osp.join(work_dir, 'test.out'), verbose)
-    with open(metrics_path) as f:
-        score = json.load(f)[task.metric_key] * task.metric_scale
-    result = dict(name=run.name, role=run.role, score=score, train_seconds=train_seconds)
-    with open(result_path, 'w') as f:
-        json.dump(result, f, indent=2)
-    print(f'[demo] {run.name}: {task.metric_name} {score:.2f} '
-          f'(trained in {train_seconds:.0f} s)')
-    return result
+    else:
+        print(f'[demo] {run.name}: {task.metric_name} {result["score"]:.2f} '
+              f'(trained in {result["train_seconds"]:.0f} s)')
+    return dict(result, name=run.name, role=run.role)
 
 
 def format_table(results: List[dict], metric_name: str) -> str:

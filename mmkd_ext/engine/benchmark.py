@@ -3,7 +3,8 @@ bound, measured in one process on the same batch stream.
 
 For a task's configs the child process measures, on the AVER config's data:
 
-(a) the student's own training step alone (``student.train_step``);
+(a) the student's own training iterations alone, through the runner with the
+    student's config (as ``tools/train.py`` trains it);
 (b) each teacher's inference forward alone (its input conversion included);
 (c) a full K-teacher KD step for every requested weighting, through MMEngine's
     runner with the method's hooks (MMKD's meta steps, MTKD-RL's agent updates).
@@ -16,11 +17,12 @@ import copy
 import json
 import os
 import os.path as osp
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-import uuid
 from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
@@ -132,10 +134,11 @@ def configure(config: str, interval: Optional[int], iters: int, warmup: int,
         'param_scheduler': [],
         'randomness': dict(seed=0),
     })
-    if 'batch_size' in cfg.model.weighting:  # MMKD's feature net is sized by the batch
-        cfg.model.weighting.batch_size = batch_size
-    if 'warmup_epochs' in cfg.model.weighting:  # time the agent acting, not its warm-up
-        cfg.model.weighting.warmup_epochs = 0
+    weighting = cfg.model.get('weighting', {})
+    if 'batch_size' in weighting:  # MMKD's feature net is sized by the batch
+        weighting.batch_size = batch_size
+    if 'warmup_epochs' in weighting:  # time the agent acting, not its warm-up
+        weighting.warmup_epochs = 0
     for hook in cfg.get('custom_hooks', []):
         if 'quiz_batch_size' in hook:
             hook['quiz_batch_size'] = batch_size
@@ -143,7 +146,7 @@ def configure(config: str, interval: Optional[int], iters: int, warmup: int,
         for key in INTERVAL_KEYS:
             if key in hook and interval is not None:
                 hook[key] = interval
-    cfg.work_dir = osp.join('work_dirs', 'benchmark', f'run_{uuid.uuid4().hex[:6]}')
+    cfg.work_dir = tempfile.mkdtemp(prefix='mmkd_overhead_')  # removed after the run
     cfg.experiment_name = osp.basename(cfg.work_dir)
     return cfg
 
@@ -153,25 +156,22 @@ def hook_interval(cfg: Config) -> Optional[int]:
                  for key in INTERVAL_KEYS if key in hook), None)
 
 
-def measure_bound(cfg: Config, warmup: int) -> List[dict]:
-    """Phases (a) and (b) on the batches of ``cfg``'s training data loader."""
-    from mmengine.optim import build_optim_wrapper
+def measure_bound(student_cfg: Config, kd_cfg: Config, warmup: int) -> List[dict]:
+    """Phase (a): training iterations of ``student_cfg`` (the student alone) through
+    the runner; phase (b): each teacher of ``kd_cfg`` on the batches of its training
+    data loader (the same stream), under inference mode."""
     from mmengine.runner import Runner
-    runner = Runner.from_cfg(copy.deepcopy(cfg))
+    rows = [measure_training(student_cfg, 'student step alone', warmup)]
+    runner = Runner.from_cfg(copy.deepcopy(kd_cfg))
     model = runner.model
-    loader = runner.build_dataloader(cfg.train_dataloader, seed=runner.seed)
-    count = cfg.train_cfg.max_iters
+    loader = runner.build_dataloader(kd_cfg.train_dataloader, seed=runner.seed)
+    count = kd_cfg.train_cfg.max_iters
     batches, stream = [], iter(loader)
     while len(batches) < count:
         try:
             batches.append(next(stream))
         except StopIteration:
             stream = iter(loader)
-    student = model.student
-    optim_wrapper = build_optim_wrapper(student, copy.deepcopy(cfg.optim_wrapper))
-    student.train()
-    rows = [dict(phase='student step alone', **timed(
-        lambda data: student.train_step(data, optim_wrapper), batches, warmup))]
     prepared = [model.data_preprocessor(copy.copy(data), True) for data in batches]
     view = model.task_view
     for name, teacher, convert in zip(model.teacher_names, model.teachers,
@@ -183,8 +183,9 @@ def measure_bound(cfg: Config, warmup: int) -> List[dict]:
     return rows
 
 
-def measure_kd_step(cfg: Config, method: str, warmup: int) -> dict:
-    """Phase (c): training iterations of the distillation config through the runner."""
+def measure_training(cfg: Config, phase: str, warmup: int) -> dict:
+    """Training iterations of ``cfg`` through the runner (hooks included, data loading
+    not): phase (a) for the student's config, (c) for a distillation config."""
     from mmengine.runner import Runner
     memory = PeakMemory()
     runner = Runner.from_cfg(cfg)
@@ -192,24 +193,32 @@ def measure_kd_step(cfg: Config, method: str, warmup: int) -> dict:
     runner.register_hook(timer)
     memory.reset()
     before = memory.current_mib()
-    runner.train()
-    return dict(phase=method, interval=hook_interval(cfg),
+    try:
+        runner.train()
+    finally:
+        shutil.rmtree(cfg.work_dir, ignore_errors=True)
+    return dict(phase=phase, interval=hook_interval(cfg),
                 **_figures(timer.seconds[warmup:], memory.peak_mib(), before))
 
 
-def measure_overhead(configs: Dict[str, str], entries: List[str], iters: int, warmup: int,
-                     batch_size: int, options: dict) -> dict:
-    """All phases in this process: the bound from the AVER config, then a KD step per
-    ``METHOD[:INTERVAL]`` entry."""
+def measure_overhead(student_config: str, configs: Dict[str, str], entries: List[str],
+                     iters: int, warmup: int, batch_size: int, options: dict) -> dict:
+    """All phases in this process: the bound from the student's config and the AVER
+    config's teachers, then a KD step per ``METHOD[:INTERVAL]`` entry."""
     import mmkd_ext  # noqa: F401
+    student_cfg = configure(student_config, None, iters, warmup, batch_size,
+                            {k: v for k, v in options.items() if not k.startswith('model.')})
     bound_cfg = configure(configs['aver'], None, iters, warmup, batch_size, options)
-    rows = measure_bound(bound_cfg, warmup)
+    try:
+        rows = measure_bound(student_cfg, bound_cfg, warmup)
+    finally:
+        shutil.rmtree(bound_cfg.work_dir, ignore_errors=True)
     for entry in entries:
         method, _, interval = entry.partition(':')
         print(f'[benchmark] {entry}: {warmup} warm-up + {iters} timed iterations', flush=True)
         cfg = configure(configs[method], int(interval) if interval else None, iters, warmup,
                         batch_size, options)
-        rows.append(measure_kd_step(cfg, method, warmup))
+        rows.append(measure_training(cfg, method, warmup))
     return dict(rows=rows, device='cuda' if torch.cuda.is_available() else 'cpu',
                 batch_size=batch_size)
 

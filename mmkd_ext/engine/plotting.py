@@ -41,15 +41,51 @@ def plot_teacher_weights(work_dir: str, out_path: str = None, title: str = None)
         raise ValueError(f'{work_dir} logged no per-teacher weights (<name>.w_logit).')
     out_path = out_path or osp.join(work_dir, 'teacher_weights.png')
     fig, ax = plt.subplots(figsize=(7, 3.5))
+    _draw_weights(ax, series)
+    ax.set_title(title or f'Teacher weights: {osp.basename(osp.normpath(work_dir))}')
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return out_path
+
+
+def plot_weight_grid(work_dirs: Dict[str, str], out_path: str, title: str) -> str:
+    """One panel of per-teacher mean logit weights per run (``{panel title: work
+    dir}``); runs without logged weights are left out. Returns ``out_path``."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    panels = {}
+    for name, work_dir in work_dirs.items():
+        try:
+            series = read_teacher_weights(find_scalars(work_dir))
+        except FileNotFoundError:
+            continue
+        if series:
+            panels[name] = series
+    if not panels:
+        raise ValueError(f'None of {sorted(work_dirs.values())} logged teacher weights.')
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3 * rows), squeeze=False,
+                             sharey=True)
+    for ax, (name, series) in zip(axes.flat, panels.items()):
+        _draw_weights(ax, series)
+        ax.set_title(name, fontsize=9)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis('off')
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
+
+
+def _draw_weights(ax, series: Dict[str, List[Tuple[int, float]]]) -> None:
     for key in sorted(k for k in series if k.endswith('.w_logit')):
         iters, values = zip(*series[key])
         ax.plot(iters, values, label=key[:-len('.w_logit')])
     ax.set_xlabel('iteration')
     ax.set_ylabel('mean logit weight in the batch')
-    ax.set_title(title or f'Teacher weights: {osp.basename(osp.normpath(work_dir))}')
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
-    return out_path

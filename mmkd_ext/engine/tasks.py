@@ -22,10 +22,18 @@ class Task(NamedTuple):
     metric_scale: float              # to percent
     title: str
     data_options: Callable[[str], dict]  # cfg-options pointing a config at a data root
+    # cfg-options of the benchmark's quick preset per role ('teacher', 'student': the
+    # student alone and every distillation): shorter schedules, same decay shape.
+    quick_schedule: Dict[str, dict]
 
     @property
     def teachers(self) -> List[Run]:
         return [r for r in self.runs if r.role == 'teacher']
+
+    @property
+    def student_config(self) -> str:
+        """The config training the student alone."""
+        return next(r.config for r in self.runs if r.role == 'student')
 
     def distill_config(self, method: str) -> str:
         """The config distilling the student with ``method`` (e.g. ``'aver'``)."""
@@ -61,6 +69,19 @@ def distill_runs(folder: str, suffix: str) -> List[Run]:
                 method=key) for name, key in methods]
 
 
+def _epoch_schedule(epochs: int, **scheduler_options) -> dict:
+    """cfg-options training for ``epochs`` epochs, evaluated once at the end, with
+    the second LR scheduler (after the warm-up) given ``scheduler_options``."""
+    return {'train_cfg.max_epochs': epochs, 'train_cfg.val_interval': epochs,
+            **{f'param_scheduler.1.{k}': v for k, v in scheduler_options.items()}}
+
+
+def _iter_schedule(iters: int) -> dict:
+    """cfg-options training for ``iters`` iterations with the poly decay ending there."""
+    return {'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters,
+            'param_scheduler.1.end': iters}
+
+
 def make_tasks(root: str) -> Dict[str, Task]:
     """The tasks of the demo and the benchmark, with config paths under ``root``."""
     from mmkd_ext.datasets import generate_coco_shapes, generate_shapes10, generate_street_scenes
@@ -78,7 +99,8 @@ def make_tasks(root: str) -> Dict[str, Task]:
                 Run('student alone', 'student', f'{cls}/students/resnet18_w8_shapes10.py'),
             ] + distill_runs(cls, 'r18w8_shapes10'), 'accuracy/top1', 'top-1 (%)', 1.0,
             'Multi-teacher distillation of a ResNet-18 (8 channels) on Shapes-10',
-            _data_root_options),
+            _data_root_options, dict(teacher=_epoch_schedule(5, T_max=5),
+                                     student=_epoch_schedule(3, T_max=3))),
         'detection': Task(
             'Shapes-COCO', 'data/coco_shapes', 'work_dirs/coco_shapes', generate_coco_shapes, [
                 Run('RetinaNet R34-w32', 'teacher',
@@ -90,7 +112,8 @@ def make_tasks(root: str) -> Dict[str, Task]:
             ] + distill_runs(det, 'retinanet_r18_coco_shapes'), 'coco/bbox_mAP',
             'bbox mAP (%)', 100.0,
             'Multi-teacher distillation of a RetinaNet-R18 (16 channels) on Shapes-COCO',
-            _coco_data_options),
+            _coco_data_options, dict(teacher=_epoch_schedule(4, milestones=[3]),
+                                     student=_epoch_schedule(4, milestones=[3]))),
         'segmentation': Task(
             'Cityscapes-Streets', 'data/cityscapes_streets', 'work_dirs/cityscapes_streets',
             generate_street_scenes, [
@@ -103,5 +126,5 @@ def make_tasks(root: str) -> Dict[str, Task]:
                     f'{seg}/students/pspnet_r18_w8_cityscapes_streets.py'),
             ] + distill_runs(seg, 'pspnet_r18_cityscapes_streets'), 'mIoU', 'mIoU (%)', 1.0,
             'Multi-teacher distillation of a PSPNet-R18 (8 channels) on Cityscapes-Streets',
-            _data_root_options),
+            _data_root_options, dict(teacher=_iter_schedule(400), student=_iter_schedule(300))),
     }
