@@ -57,6 +57,22 @@ def test_plans_cover_every_row_and_seed_with_the_quick_schedule(tmp_path):
     assert not any(e.validate for e in teachers + students)  # tools/test.py scores them
 
 
+def test_a_work_dir_of_other_settings_is_refused_not_reused(tmp_path):
+    from mmkd_ext.engine import experiments
+    settings = dict(config='/c/kd_aver.py', options=['randomness.seed=0'], validate=False)
+    experiments.check_settings(str(tmp_path), settings)
+    experiments.check_settings(str(tmp_path), dict(settings))  # the same run: fine
+    with pytest.raises(experiments.ExperimentFailed, match=r'changed: options\); redo it '
+                       'with --force'):
+        experiments.check_settings(str(tmp_path), dict(settings, options=['randomness.seed=1']))
+
+
+def test_options_that_cannot_pass_a_command_line_are_refused():
+    assert matrix.option_strings({'a.b': [3], 'c': 'data/x/'}) == ['a.b=[3]', 'c=data/x/']
+    with pytest.raises(ValueError, match='spaces, commas or quotes'):
+        matrix.option_strings({'train_dataloader.dataset.data_root': '/my data/'})
+
+
 def test_summary_is_mean_and_std_over_seeds_with_the_gain_over_the_student_alone():
     def outcome(row, role, seed, score):
         exp = matrix.Experiment('classification', row, role, 'c.py', seed, f'w{row}{seed}', {})
@@ -132,10 +148,15 @@ def test_benchmark_reuses_finished_runs_and_reports_a_failed_one(tmp_path, shape
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--methods', 'aver:5'], 'METHOD:INTERVAL with --overhead only'),
+    (['--methods', 'aver:5'], 'aver:5: METHOD:INTERVAL with --overhead only'),
     (['--methods', 'average'], "unknown methods ['average']"),
+    (['--overhead', '--methods', 'aver', 'mmkd:x'], 'the interval must be an integer >= 1'),
+    (['--overhead', '--methods', 'mmkd:5'], 'list aver among --methods'),
+    (['--overhead', '--quick', '--seeds', '2'], '--quick, --seeds do(es) not apply to --overhead'),
+    (['--task', 'detection'], '--task do(es) not apply to the matrix'),
     (['--cfg-options', 'train_cfg'], 'KEY=VALUE'),
     (['--jobs', '0'], '--jobs must be >= 1'),
+    (['--seeds', '0'], '--seeds must be >= 1'),
     (['--tasks', 'classification', 'detection', '--data-root', 'x'],
      '--data-root needs a single task'),
 ])

@@ -93,7 +93,7 @@ def method_matrix(args, tasks) -> int:
     preset_name = 'quick' if args.quick else 'full'
     preset = matrix.PRESETS[preset_name]
     names = args.tasks or list(preset.tasks)
-    seeds = list(range(args.seeds or preset.seeds))
+    seeds = list(range(args.seeds or preset.seeds))  # --seeds is checked >= 1
     jobs = args.jobs
     methods = args.methods or list(METHODS)
     work_root = args.work_root or osp.join('work_dirs', 'benchmark', preset_name)
@@ -110,6 +110,12 @@ def method_matrix(args, tasks) -> int:
     settings = {name: matrix.Settings(work_root, data_roots[name], preset.quick, extra,
                                       preset.validate)
                 for name in names}
+    for name in names:  # paths and options must pass through the tools' command lines
+        try:
+            matrix.option_strings({**tasks[name].data_options(data_roots[name]), **extra,
+                                   'work root': osp.abspath(work_root)})
+        except ValueError as error:
+            raise SystemExit(f'[benchmark] {error}')
     run = dict(tasks=tasks, root=ROOT, jobs=jobs, force=args.force, verbose=args.verbose)
     teachers = matrix.run_experiments(
         [e for name in names for e in matrix.plan_teachers(name, tasks[name], settings[name])],
@@ -148,6 +154,48 @@ def method_matrix(args, tasks) -> int:
     return 1 if any(o.result is None for o in outcomes) else 0
 
 
+#: Options of one mode only: (dest, flag).
+MATRIX_ONLY = [('quick', '--quick'), ('tasks', '--tasks'), ('seeds', '--seeds'),
+               ('work_root', '--work-root'), ('cfg_options', '--cfg-options'),
+               ('force', '--force'), ('verbose', '--verbose')]
+OVERHEAD_ONLY = [('task', '--task'), ('batch_size', '--batch-size'),
+                 ('teacher_dir', '--teacher-dir')]
+
+
+def check_args(parser, args, methods) -> None:
+    """Refuse options of the other mode and values that cannot work (exit status 2)."""
+    mode, others = ('--overhead', MATRIX_ONLY) if args.overhead else ('the matrix',
+                                                                       OVERHEAD_ONLY)
+    stray = [flag for dest, flag in others if getattr(args, dest) not in (None, False)]
+    if args.jobs != 1 and args.overhead:
+        stray.append('--jobs')
+    if stray:
+        parser.error(f'{", ".join(stray)} do(es) not apply to {mode}')
+    for entry in args.methods or ():
+        method, colon, interval = entry.partition(':')
+        if method not in methods:
+            parser.error(f'unknown methods {[entry]}; choose from {list(methods)}')
+        if colon and not args.overhead:
+            parser.error(f'{entry}: METHOD:INTERVAL with --overhead only')
+        if colon and not (interval.isdigit() and int(interval) >= 1):
+            parser.error(f'{entry}: the interval must be an integer >= 1')
+    if args.overhead and args.methods and 'aver' not in args.methods:
+        parser.error('--overhead compares with AVER: list aver among --methods')
+    for name, low in (('jobs', 1), ('seeds', 1), ('iters', 1), ('warmup', 0)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            parser.error(f'--{name} must be >= {low}')
+    malformed = [option for option in args.cfg_options or () if '=' not in option]
+    if malformed:
+        parser.error(f'--cfg-options takes KEY=VALUE entries, not {malformed}')
+    if args.tasks:
+        args.tasks = list(dict.fromkeys(args.tasks))
+    from mmkd_ext.engine.matrix import PRESETS
+    preset_tasks = PRESETS['quick' if args.quick else 'full'].tasks
+    if not args.overhead and args.data_root and len(args.tasks or preset_tasks) > 1:
+        parser.error('--data-root needs a single task (--tasks NAME)')
+
+
 def main():
     from mmkd_ext.engine.benchmark import METHODS
     from mmkd_ext.engine.tasks import make_tasks
@@ -158,8 +206,9 @@ def main():
     parser.add_argument('--overhead', action='store_true',
                         help='time and memory of methods vs the bound and AVER')
     parser.add_argument('--methods', nargs='+', metavar='METHOD',
-                        help=f'weighting methods (default: all): {" ".join(METHODS)}; '
-                        'with --overhead METHOD[:INTERVAL], AVER among them')
+                        help=f'weighting methods (default: all): {" ".join(METHODS)}; with '
+                        '--overhead METHOD[:INTERVAL], aver among them (default: aver mmkd:5 '
+                        'mtkd_rl mtkd_rl_stochastic)')
     matrix_args = parser.add_argument_group('the method matrix')
     matrix_args.add_argument('--quick', action='store_true',
                              help='the quick preset (classification, 2 seeds, short '
@@ -177,7 +226,7 @@ def main():
     matrix_args.add_argument('--verbose', action='store_true',
                              help="show the runs' training progress")
     over = parser.add_argument_group('--overhead')
-    over.add_argument('--task', choices=sorted(tasks), default='classification')
+    over.add_argument('--task', choices=sorted(tasks), help='default: classification')
     over.add_argument('--iters', type=int, default=40)
     over.add_argument('--warmup', type=int, default=5)
     over.add_argument('--batch-size', type=int,
@@ -194,23 +243,13 @@ def main():
         print('BENCH ' + json.dumps(measure_overhead(**json.loads(args.overhead_child))),
               flush=True)
         return
-    unknown = [e for e in args.methods or () if e.partition(':')[0] not in METHODS
-               or (':' in e and not args.overhead)]
-    if unknown:
-        parser.error(f'unknown methods {unknown}; choose from {list(METHODS)}'
-                     + ('' if args.overhead else ' (METHOD:INTERVAL with --overhead only)'))
-    if args.jobs < 1:
-        parser.error('--jobs must be >= 1')
-    malformed = [option for option in args.cfg_options or () if '=' not in option]
-    if malformed:
-        parser.error(f'--cfg-options takes KEY=VALUE entries, not {malformed}')
-    from mmkd_ext.engine.matrix import PRESETS
-    preset_tasks = PRESETS['quick' if args.quick else 'full'].tasks
-    if not args.overhead and args.data_root and len(args.tasks or preset_tasks) > 1:
-        parser.error('--data-root needs a single task (--tasks NAME)')
+    check_args(parser, args, METHODS)
+    for name in ('work_root', 'data_root', 'teacher_dir'):  # as given, before the chdir
+        if getattr(args, name):
+            setattr(args, name, osp.abspath(getattr(args, name)))
     os.chdir(ROOT)
     if args.overhead:
-        overhead(args, tasks[args.task])
+        overhead(args, tasks[args.task or 'classification'])
     else:
         sys.exit(method_matrix(args, tasks))
 

@@ -27,8 +27,10 @@ def train_and_test(run: Run, task: Task, teacher_dir: str, force: bool,
     """Train one config, export it if it is a teacher, evaluate it; cached."""
     work_dir = osp.join(task.work_root, slug(run.name))
     teacher_files = [r.export_as for r in task.runs if r.role == 'teacher']
-    options = [f'model.teachers.{i}.checkpoint={teacher_dir}/{name}'
-               for i, name in enumerate(teacher_files)] if run.role == 'distilled' else []
+    options = [f'{key}={value}' for key, value in task.data_options(task.data_root).items()]
+    if run.role == 'distilled':
+        options += [f'model.teachers.{i}.checkpoint={teacher_dir}/{name}'
+                    for i, name in enumerate(teacher_files)]
     if force or not osp.isfile(osp.join(work_dir, 'demo_result.json')):
         print(f'[demo] {run.name}: training ({osp.relpath(run.config, ROOT)})', flush=True)
     try:
@@ -93,6 +95,9 @@ def main():
                         help='distil with these weightings only (teachers and the student '
                         'alone always run); default: all')
     args = parser.parse_args()
+    for name in ('work_root', 'data_root'):  # as given, before the chdir
+        if getattr(args, name):
+            setattr(args, name, osp.abspath(getattr(args, name)))
     os.chdir(ROOT)
     task = make_tasks(ROOT)[args.task]
     known = [run.method for run in task.runs if run.method]

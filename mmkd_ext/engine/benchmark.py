@@ -1,7 +1,7 @@
 """Per-iteration time and peak memory of distillation methods against the physical
 bound, measured in one process on the same batch stream.
 
-For a task's configs the child process measures, on the AVER config's data:
+For a task's configs the child process measures, on the same training data:
 
 (a) the student's own training iterations alone, through the runner with the
     student's config (as ``tools/train.py`` trains it);
@@ -77,9 +77,35 @@ def _proc_status_kib(field: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kiB on Linux
 
 
+class CpuSteal:
+    """Share of the machine's CPU time taken by other guests of the host (``steal``
+    in Linux's ``/proc/stat``) between :meth:`start` and :meth:`share`; None where
+    it is not reported. A large share means the timings are not the machine's own."""
+
+    def start(self) -> 'CpuSteal':
+        self.begin = self._read()
+        return self
+
+    @staticmethod
+    def _read() -> Optional[List[int]]:
+        try:
+            with open('/proc/stat') as f:
+                return [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+
+    def share(self) -> Optional[float]:
+        end = self._read()
+        if self.begin is None or end is None or len(end) < 8:
+            return None
+        delta = [b - a for a, b in zip(self.begin, end)]
+        return delta[7] / max(sum(delta[:8]), 1)
+
+
 def timed(step: Callable[[object], None], batches: Iterable, warmup: int) -> dict:
     """Run ``step`` on each batch; seconds of the batches after ``warmup`` and the
     phase's peak memory."""
+    steal = CpuSteal().start()
     memory = PeakMemory()
     memory.reset()
     before = memory.current_mib()
@@ -90,13 +116,14 @@ def timed(step: Callable[[object], None], batches: Iterable, warmup: int) -> dic
         step(batch)
         _sync()
         seconds.append(time.perf_counter() - start)
-    return _figures(seconds[warmup:], memory.peak_mib(), before)
+    return _figures(seconds[warmup:], memory.peak_mib(), before, steal.share())
 
 
-def _figures(seconds: List[float], peak: float, before: float) -> dict:
+def _figures(seconds: List[float], peak: float, before: float,
+             steal: Optional[float]) -> dict:
     return dict(iters=len(seconds), mean=statistics.fmean(seconds),
                 median=statistics.median(seconds), peak_mib=peak,
-                extra_mib=max(peak - before, 0.0))
+                extra_mib=max(peak - before, 0.0), steal=steal)
 
 
 class IterTimer(Hook):
@@ -129,11 +156,13 @@ def configure(config: str, interval: Optional[int], iters: int, warmup: int,
         drop_last: True,
         'train_cfg': dict(_delete_=True, type='IterBasedTrainLoop',
                           max_iters=warmup + iters, val_interval=10**9),
-        'default_hooks.checkpoint': dict(type='CheckpointHook', interval=10**9, by_epoch=False),
+        'default_hooks.checkpoint': dict(type='CheckpointHook', interval=10**9, by_epoch=False,
+                                         save_last=False),
         'default_hooks.logger.interval': 10**9,
         'param_scheduler': [],
         'randomness': dict(seed=0),
     })
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None  # timing only
     weighting = cfg.model.get('weighting', {})
     if 'batch_size' in weighting:  # MMKD's feature net is sized by the batch
         weighting.batch_size = batch_size
@@ -148,6 +177,8 @@ def configure(config: str, interval: Optional[int], iters: int, warmup: int,
                 hook[key] = interval
     cfg.work_dir = tempfile.mkdtemp(prefix='mmkd_overhead_')  # removed after the run
     cfg.experiment_name = osp.basename(cfg.work_dir)
+    if cfg.get('visualizer'):  # MMEngine reuses a visualizer by name across runners
+        cfg.visualizer.name = cfg.experiment_name
     return cfg
 
 
@@ -193,12 +224,13 @@ def measure_training(cfg: Config, phase: str, warmup: int) -> dict:
     runner.register_hook(timer)
     memory.reset()
     before = memory.current_mib()
+    steal = CpuSteal().start()
     try:
         runner.train()
     finally:
         shutil.rmtree(cfg.work_dir, ignore_errors=True)
     return dict(phase=phase, interval=hook_interval(cfg),
-                **_figures(timer.seconds[warmup:], memory.peak_mib(), before))
+                **_figures(timer.seconds[warmup:], memory.peak_mib(), before, steal.share()))
 
 
 def measure_overhead(student_config: str, configs: Dict[str, str], entries: List[str],
@@ -242,7 +274,8 @@ def run_in_subprocess(args: List[str]) -> dict:
 
 
 def format_overhead_table(result: dict) -> str:
-    """Markdown table: each phase's time and memory against the bound and AVER."""
+    """Markdown table: each phase's time and memory against the bound and AVER, by
+    mean (periodic updates count) and by median (robust to stalls)."""
     rows = result['rows']
     parts = [r for r in rows if r['phase'] not in METHODS]
     bound = sum(r['mean'] for r in parts)
@@ -250,17 +283,23 @@ def format_overhead_table(result: dict) -> str:
     memory_bound = parts[0]['peak_mib'] + sum(r['extra_mib'] for r in parts[1:])
     aver = next((r for r in rows if r['phase'] == 'aver'), None)
     memory = 'GPU' if result['device'] == 'cuda' else 'RSS'
-    lines = [f'| phase | update interval | s/iter (mean) | s/iter (median) | vs bound '
-             f'| vs AVER | peak {memory} MiB | memory vs bound |',
-             '|---|---|---|---|---|---|---|---|']
+    lines = [f'| phase | update interval | s/iter mean | s/iter median | vs bound '
+             f'(mean / median) | vs AVER (mean / median) | peak {memory} MiB '
+             '| memory vs bound | CPU steal |',
+             '|---|---|---|---|---|---|---|---|---|']
+
+    def steal(r):
+        return '' if r.get('steal') is None else f'{100 * r["steal"]:.0f}%'
     for r in parts:
         lines.append(f'| {r["phase"]} | | {r["mean"]:.4f} | {r["median"]:.4f} | | | '
-                     f'{r["peak_mib"]:.0f} | |')
+                     f'{r["peak_mib"]:.0f} | | {steal(r)} |')
     lines.append(f'| **bound** (a) + sum(b) | | {bound:.4f} | {bound_median:.4f} | 1.00x | | '
-                 f'{memory_bound:.0f} | 1.00x |')
+                 f'{memory_bound:.0f} | 1.00x | |')
     for r in rows[len(parts):]:
-        vs_aver = f'{r["mean"] / aver["mean"]:.2f}x' if aver else ''
+        vs_aver = (f'{r["mean"] / aver["mean"]:.2f}x / {r["median"] / aver["median"]:.2f}x'
+                   if aver else '')
         lines.append(f'| {r["phase"]} | {r.get("interval") or "-"} | {r["mean"]:.4f} | '
-                     f'{r["median"]:.4f} | {r["mean"] / bound:.2f}x | {vs_aver} | '
-                     f'{r["peak_mib"]:.0f} | {r["peak_mib"] / memory_bound:.2f}x |')
+                     f'{r["median"]:.4f} | {r["mean"] / bound:.2f}x / '
+                     f'{r["median"] / bound_median:.2f}x | {vs_aver} | {r["peak_mib"]:.0f} | '
+                     f'{r["peak_mib"] / memory_bound:.2f}x | {steal(r)} |')
     return '\n'.join(lines)

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
+from mmkd_ext.utils.atomic_io import atomic_write
+
 #: MMEngine's progress lines in a training log.
 PROGRESS_MARKERS = ('Epoch(', 'Iter(')
 
@@ -97,6 +99,28 @@ def slug(name: str) -> str:
     return re.sub(r'[^a-z0-9]+', '_', name.lower()).strip('_')
 
 
+def check_settings(work_dir: str, settings: dict) -> None:
+    """Record the settings of the run in ``work_dir/experiment.json``, or check that a
+    run already there has the same ones, so a finished result or a checkpoint is
+    never reused for other settings.
+
+    Raises:
+        ExperimentFailed: ``work_dir`` holds a run of other settings.
+    """
+    path = osp.join(work_dir, 'experiment.json')
+    if osp.isfile(path):
+        with open(path) as f:
+            recorded = json.load(f)
+        if recorded != settings:
+            changed = sorted(k for k in settings if recorded.get(k) != settings[k])
+            raise ExperimentFailed(
+                f'{work_dir} holds a run of other settings (changed: {", ".join(changed)}); '
+                'redo it with --force, or give another work root', path)
+        return
+    os.makedirs(work_dir, exist_ok=True)
+    atomic_write(json.dumps(settings, indent=2).encode(), path)
+
+
 def is_finished(work_dir: str, result_name: str = 'result.json') -> bool:
     """Whether :func:`train_and_test` has a cached result in ``work_dir``."""
     return osp.isfile(osp.join(work_dir, result_name))
@@ -108,7 +132,9 @@ def train_and_test(config: str, work_dir: str, metric_key: str, metric_scale: fl
                    echo: Optional[Callable[[str], None]] = None,
                    env: Optional[Dict[str, str]] = None) -> dict:
     """Train ``config`` in ``work_dir``, export it to ``export_to`` if given (teachers),
-    and evaluate its last checkpoint; cached in ``work_dir/result_name``.
+    and evaluate its last checkpoint; cached in ``work_dir/result_name``. The run's
+    settings (config, options, validation) are recorded beside it: a work directory of
+    other settings is refused rather than resumed or reused.
 
     Args:
         options: ``k=v`` cfg-options given to both tools.
@@ -123,15 +149,17 @@ def train_and_test(config: str, work_dir: str, metric_key: str, metric_scale: fl
         the training process's peak RSS, or the GPU peak MMEngine logged on CUDA.
 
     Raises:
-        ExperimentFailed: a tool failed; nothing is cached.
+        ExperimentFailed: a tool failed (nothing is cached), or ``work_dir`` holds a
+            run of other settings.
     """
     result_path = osp.join(work_dir, result_name)
-    if is_finished(work_dir, result_name) and not force:
-        with open(result_path) as f:
-            return dict(json.load(f), cached=True)
     if force and osp.isdir(work_dir):  # start afresh, not from its checkpoints
         shutil.rmtree(work_dir)
-    os.makedirs(work_dir, exist_ok=True)
+    check_settings(work_dir, dict(config=osp.abspath(config), options=list(options),
+                                  validate=validate))
+    if is_finished(work_dir, result_name):
+        with open(result_path) as f:
+            return dict(json.load(f), cached=True)
     py = sys.executable
     cfg_options = ['--cfg-options', *options] if options else []
     start = time.time()
@@ -157,6 +185,5 @@ def train_and_test(config: str, work_dir: str, metric_key: str, metric_scale: fl
     result = dict(score=metrics[metric_key] * metric_scale, train_seconds=train_seconds,
                   s_per_iter=figures['s_per_iter'],
                   peak_mib=figures['gpu_peak_mib'] or rss_mib)
-    with open(result_path, 'w') as f:
-        json.dump(result, f, indent=2)
+    atomic_write(json.dumps(result, indent=2).encode(), result_path)
     return dict(result, cached=False)

@@ -61,8 +61,21 @@ class Outcome(NamedTuple):
 
 
 def option_strings(options: Dict[str, object]) -> List[str]:
-    """``k=v`` command-line cfg-options."""
-    return [f'{key}={value}' for key, value in options.items()]
+    """``k=v`` command-line cfg-options.
+
+    Raises:
+        ValueError: a value that MMEngine's ``DictAction`` would not read back as
+            given (a string with spaces, commas or quotes, e.g. a path; a dict).
+    """
+    strings = []
+    for key, value in options.items():
+        if isinstance(value, dict) or (isinstance(value, str) and any(
+                c in value for c in ' ,\'"')):
+            raise ValueError(f'cfg-option {key}={value!r} cannot pass through the command '
+                             'line (spaces, commas or quotes in a path?): use a path without '
+                             'them, or set it in the config')
+        strings.append(f'{key}={value}')
+    return strings
 
 
 class Settings(NamedTuple):
@@ -173,16 +186,20 @@ def _duration(seconds: float) -> str:
 
 
 def _job_environments(jobs: int) -> 'queue.Queue[dict]':
-    """One environment per concurrent job: its own GPU when there are enough, else an
-    equal share of the CPU threads."""
+    """One environment per concurrent job: its own GPU (of those visible), or without
+    GPUs an equal share of the CPU threads."""
     import torch
     slots = queue.Queue()
     gpus = torch.cuda.device_count()
+    if 0 < gpus < jobs:
+        raise ValueError(f'--jobs {jobs} needs {jobs} GPUs; {gpus} are visible.')
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+    devices = visible.split(',') if visible else [str(i) for i in range(gpus)]
     for slot in range(jobs):
         env = dict(os.environ)
-        if gpus >= jobs > 1:
-            env['CUDA_VISIBLE_DEVICES'] = str(slot)
-        elif jobs > 1 and not gpus:
+        if gpus and jobs > 1:
+            env['CUDA_VISIBLE_DEVICES'] = devices[slot]
+        elif jobs > 1:
             threads = str(max(1, (os.cpu_count() or 1) // jobs))
             env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         slots.put(env)
@@ -214,6 +231,8 @@ def run_experiments(planned: Sequence[Experiment], tasks: Dict[str, Task], root:
             outcome = Outcome(exp, result)
         except experiments.ExperimentFailed as error:
             outcome = Outcome(exp, None, str(error))
+        except Exception as error:  # any other failure of one run must not stop the rest
+            outcome = Outcome(exp, None, f'{type(error).__name__}: {error}')
         finally:
             slots.put(env)
         progress.finished(outcome, time.time() - start, task.metric_name)
