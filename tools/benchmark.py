@@ -62,12 +62,23 @@ def prepare_teachers(task, teacher_dir: str) -> Dict[str, str]:
     return paths
 
 
+def prepare_data(task, data_root=None) -> str:
+    """A user's ``data_root`` is used as it is; the task's own is generated if needed."""
+    if data_root:
+        if not osp.isdir(data_root):
+            raise SystemExit(f'[benchmark] --data-root {data_root} does not exist.')
+        return data_root
+    meta = task.generate(task.data_root)
+    print(f'[benchmark] {task.dataset} data in {task.data_root}: '
+          f'{"already there" if meta["skipped"] else "generated"}', flush=True)
+    return task.data_root
+
+
 def overhead(args, task) -> None:
     """``--overhead``: the bound and each method's KD step, in one child process."""
     from mmkd_ext.engine.benchmark import (METHODS, format_overhead_table,
                                            run_in_subprocess)
-    data_root = args.data_root or task.data_root
-    task.generate(data_root)
+    data_root = prepare_data(task, args.data_root)
     checkpoints = prepare_teachers(task, args.teacher_dir
                                    or osp.join(task.work_root, 'teachers'))
     options = task.data_options(data_root)
@@ -104,9 +115,7 @@ def method_matrix(args, tasks) -> int:
     data_roots = {name: args.data_root or tasks[name].data_root for name in names}
     extra = dict(option.split('=', 1) for option in args.cfg_options or ())
     for name in names:
-        meta = tasks[name].generate(data_roots[name])
-        print(f'[benchmark] {tasks[name].dataset} data in {data_roots[name]}: '
-              f'{"already there" if meta["skipped"] else "generated"}', flush=True)
+        prepare_data(tasks[name], args.data_root)
     settings = {name: matrix.Settings(work_root, data_roots[name], preset.quick, extra,
                                       preset.validate)
                 for name in names}
