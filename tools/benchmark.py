@@ -82,8 +82,8 @@ def overhead(args, task) -> None:
     checkpoints = prepare_teachers(task, args.teacher_dir
                                    or osp.join(task.work_root, 'teachers'))
     options = task.data_options(data_root)
-    options.update({f'model.teachers.{i}.checkpoint': checkpoints[run.export_as]
-                    for i, run in enumerate(task.teachers)})
+    options.update(task.checkpoint_options([checkpoints[run.export_as]
+                                            for run in task.teachers]))
     batch_size = args.batch_size or (64 if args.task == 'classification' else 8)
     entries = args.methods or ['aver', 'mmkd:5', 'mtkd_rl', 'mtkd_rl_stochastic']
     spec = dict(student_config=task.student_config,
@@ -207,6 +207,7 @@ def check_args(parser, args, methods) -> None:
 
 def main():
     from mmkd_ext.engine.benchmark import METHODS
+    from mmkd_ext.engine.experiments import absolute_paths
     from mmkd_ext.engine.tasks import make_tasks
     tasks = make_tasks(ROOT)
     parser = argparse.ArgumentParser(
@@ -253,9 +254,7 @@ def main():
               flush=True)
         return
     check_args(parser, args, METHODS)
-    for name in ('work_root', 'data_root', 'teacher_dir'):  # as given, before the chdir
-        if getattr(args, name):
-            setattr(args, name, osp.abspath(getattr(args, name)))
+    absolute_paths(args, ('work_root', 'data_root', 'teacher_dir'))  # before the chdir
     os.chdir(ROOT)
     if args.overhead:
         overhead(args, tasks[args.task or 'classification'])

@@ -26,11 +26,10 @@ def train_and_test(run: Run, task: Task, teacher_dir: str, force: bool,
                    verbose: bool) -> dict:
     """Train one config, export it if it is a teacher, evaluate it; cached."""
     work_dir = osp.join(task.work_root, slug(run.name))
-    teacher_files = [r.export_as for r in task.runs if r.role == 'teacher']
-    options = [f'{key}={value}' for key, value in task.data_options(task.data_root).items()]
+    options = dict(task.data_options(task.data_root))
     if run.role == 'distilled':
-        options += [f'model.teachers.{i}.checkpoint={teacher_dir}/{name}'
-                    for i, name in enumerate(teacher_files)]
+        options.update(task.checkpoint_options(task.teacher_files(teacher_dir)))
+    options = [f'{key}={value}' for key, value in options.items()]
     if force or not osp.isfile(osp.join(work_dir, 'demo_result.json')):
         print(f'[demo] {run.name}: training ({osp.relpath(run.config, ROOT)})', flush=True)
     try:
@@ -64,25 +63,6 @@ def format_table(results: List[dict], metric_name: str) -> str:
     return '\n'.join(lines)
 
 
-def save_plot(results: List[dict], task: Task, path: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    colours = dict(teacher='#8c8c8c', student='#d62728', distilled='#1f77b4')
-    fig, ax = plt.subplots(figsize=(9, 4))
-    names = [r['name'] for r in results]
-    scores = [r['score'] for r in results]
-    bars = ax.bar(names, scores, color=[colours[r['role']] for r in results])
-    ax.bar_label(bars, fmt='%.1f', fontsize=8)
-    ax.set_ylim(max(0, min(scores) - 10), min(100, max(scores) + 5))
-    ax.set_ylabel(f'{task.metric_name} on {task.dataset} val')
-    ax.set_title(task.title)
-    plt.setp(ax.get_xticklabels(), rotation=25, ha='right')
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--task', choices=['classification', 'detection', 'segmentation'],
@@ -95,9 +75,7 @@ def main():
                         help='distil with these weightings only (teachers and the student '
                         'alone always run); default: all')
     args = parser.parse_args()
-    for name in ('work_root', 'data_root'):  # as given, before the chdir
-        if getattr(args, name):
-            setattr(args, name, osp.abspath(getattr(args, name)))
+    experiments.absolute_paths(args, ('work_root', 'data_root'))  # before the chdir
     os.chdir(ROOT)
     task = make_tasks(ROOT)[args.task]
     known = [run.method for run in task.runs if run.method]
@@ -111,7 +89,7 @@ def main():
     teacher_dir = osp.join(task.work_root, 'teachers')
     os.makedirs(teacher_dir, exist_ok=True)
 
-    from mmkd_ext.engine.plotting import plot_teacher_weights
+    from mmkd_ext.engine.plotting import plot_score_bars, plot_teacher_weights
     meta = task.generate(task.data_root)
     print(f'[demo] {task.dataset} data in {task.data_root}: '
           f'{"already there" if meta["skipped"] else "generated"}')
@@ -125,7 +103,9 @@ def main():
         for run in task.runs if run.role == 'distilled']
     table = format_table(results, task.metric_name)
     plot_path = osp.join(task.work_root, 'demo_results.png')
-    save_plot(results, task, plot_path)
+    plot_score_bars([r['name'] for r in results], [r['score'] for r in results],
+                    [r['role'] for r in results], plot_path,
+                    f'{task.metric_name} on {task.dataset} val', task.title)
     with open(osp.join(task.work_root, 'demo_results.md'), 'w') as f:
         f.write(table + '\n')
     print(f'\n[demo] finished in {time.time() - start:.0f} s\n')

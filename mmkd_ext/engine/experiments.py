@@ -30,6 +30,14 @@ def progress_echo(indent: str = '    ', width: int = 150) -> Callable[[str], Non
     return echo
 
 
+def absolute_paths(args, names) -> None:
+    """Make the path arguments ``names`` of parsed ``args`` absolute, as the user gave
+    them relative to the current directory, before a tool changes directory."""
+    for name in names:
+        if getattr(args, name):
+            setattr(args, name, osp.abspath(getattr(args, name)))
+
+
 class ExperimentFailed(RuntimeError):
     """A tool exited non-zero; ``log_path`` holds its output."""
 

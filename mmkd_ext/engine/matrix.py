@@ -126,7 +126,7 @@ def plan_students(name: str, task: Task, settings: Settings, seeds: Sequence[int
     """The student alone, plain KD from teacher ``best_teacher`` (an index into the
     task's teachers; None leaves the row out) and each method, for every seed."""
     task_root = osp.join(settings.work_root, name)
-    teacher_files = [osp.join(task_root, 'teachers', run.export_as) for run in task.teachers]
+    teacher_files = task.teacher_files(osp.join(task_root, 'teachers'))
     rows = [(STUDENT_ALONE, 'student', task.student_config, None)]
     if best_teacher is not None:
         teacher = task.teachers[best_teacher]
@@ -141,10 +141,9 @@ def plan_students(name: str, task: Task, settings: Settings, seeds: Sequence[int
         for row, role, config, method in rows:
             options = _base_options(task, settings, role, seed)
             if role == 'single':
-                options['model.teachers.0.checkpoint'] = teacher_files[best_teacher]
+                options.update(task.checkpoint_options([teacher_files[best_teacher]]))
             elif role == 'distilled':
-                options.update({f'model.teachers.{i}.checkpoint': path
-                                for i, path in enumerate(teacher_files)})
+                options.update(task.checkpoint_options(teacher_files))
             planned.append(Experiment(name, row, role, config, seed,
                                       osp.join(task_root, f'seed{seed}', slug(row)), options,
                                       method=method, validate=settings.validate))
@@ -325,23 +324,10 @@ def write_csv(rows: Sequence[dict], path: str) -> None:
 
 def plot_task_bars(rows: Sequence[dict], task: Task, path: str) -> str:
     """Bar chart of one task's rows: mean with a std error bar, coloured by role."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    colours = dict(teacher='#8c8c8c', student='#d62728', single='#ff7f0e',
-                   distilled='#1f77b4')
+    from mmkd_ext.engine.plotting import plot_score_bars
     shown = [r for r in rows if r['mean'] is not None]
-    fig, ax = plt.subplots(figsize=(10, 4))
-    spread = [float('nan') if r['std'] is None else r['std'] for r in shown]  # no bar
-    bars = ax.bar([r['row'] for r in shown], [r['mean'] for r in shown], yerr=spread,
-                  capsize=3, color=[colours[r['role']] for r in shown])
-    ax.bar_label(bars, fmt='%.1f', fontsize=8, padding=4)
-    means = [r['mean'] for r in shown] or [0]
-    ax.set_ylim(max(0, min(means) - 10), min(100, max(means) + 8))
-    ax.set_ylabel(f'{task.metric_name}, mean over seeds')
-    ax.set_title(f'{task.title} (error bars: std over seeds)', fontsize=10)
-    plt.setp(ax.get_xticklabels(), rotation=25, ha='right')
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return plot_score_bars([r['row'] for r in shown], [r['mean'] for r in shown],
+                           [r['role'] for r in shown], path,
+                           f'{task.metric_name}, mean over seeds',
+                           f'{task.title} (error bars: std over seeds)',
+                           spreads=[r['std'] for r in shown])

@@ -3,7 +3,11 @@ import glob
 import json
 import os.path as osp
 from collections import defaultdict
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+#: Bar colours of the result charts, by the role of a row.
+ROLE_COLOURS = dict(teacher='#8c8c8c', student='#d62728', single='#ff7f0e',
+                    distilled='#1f77b4')
 
 
 def find_scalars(work_dir: str) -> str:
@@ -89,3 +93,28 @@ def _draw_weights(ax, series: Dict[str, List[Tuple[int, float]]]) -> None:
     ax.set_ylabel('mean logit weight in the batch')
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+
+
+def plot_score_bars(labels: Sequence[str], scores: Sequence[float], roles: Sequence[str],
+                    path: str, ylabel: str, title: str,
+                    spreads: Optional[Sequence[Optional[float]]] = None) -> str:
+    """Bar chart of result rows (a metric in percent), coloured by role
+    (:data:`ROLE_COLOURS`), each bar labelled with its value; ``spreads`` adds error
+    bars (None: no bar for that row). Returns ``path``."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(10, 4))
+    yerr = None if spreads is None else [float('nan') if s is None else s for s in spreads]
+    bars = ax.bar(labels, scores, yerr=yerr, capsize=3,
+                  color=[ROLE_COLOURS[role] for role in roles])
+    ax.bar_label(bars, fmt='%.1f', fontsize=8, padding=4 if spreads is not None else 0)
+    shown = list(scores) or [0]
+    ax.set_ylim(max(0, min(shown) - 10), min(100, max(shown) + 8))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    plt.setp(ax.get_xticklabels(), rotation=25, ha='right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,6 +1,6 @@
 """The embedded tasks the demo and the benchmark run: dataset, models, metric."""
 import os.path as osp
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 
 class Run(NamedTuple):
@@ -29,6 +29,16 @@ class Task(NamedTuple):
     @property
     def teachers(self) -> List[Run]:
         return [r for r in self.runs if r.role == 'teacher']
+
+    def teacher_files(self, teacher_dir: str) -> List[str]:
+        """The exported teacher checkpoints under ``teacher_dir``, in config order."""
+        return [osp.join(teacher_dir, run.export_as) for run in self.teachers]
+
+    @staticmethod
+    def checkpoint_options(paths: Sequence[str]) -> Dict[str, str]:
+        """cfg-options giving a distillation config's teachers these checkpoints, in
+        order (``model.teachers.<i>.checkpoint``)."""
+        return {f'model.teachers.{i}.checkpoint': path for i, path in enumerate(paths)}
 
     @property
     def student_config(self) -> str:
