@@ -73,6 +73,36 @@ def test_task_loss_proxy_is_low_for_scores_that_match_the_boxes(det_teachers):
     assert good.shape == (2, ) and (good < 1e-3).all() and (bad > 1).all()
 
 
+def test_centre_targets_mark_the_classes_of_the_boxes_containing_each_centre(det_teachers):
+    view = det_distiller(det_teachers).task_view
+    _, samples = det_batch(det_distiller(det_teachers))
+    # 64 px padded input, an 8 x 8 map: centres at 4, 12, ..., 60 px.
+    got = view._centre_targets(samples, 8, 8, 8.0, 8.0, torch.zeros(1))
+    assert got.shape == (2, NUM_CLASSES, 64)
+    centres = torch.arange(8) * 8 + 4.0
+    for i, sample in enumerate(samples):
+        expected = torch.zeros(NUM_CLASSES, 8, 8)
+        for (x1, y1, x2, y2), label in zip(sample.gt_instances.bboxes.tolist(),
+                                           sample.gt_instances.labels.tolist()):
+            rows = (centres >= y1) & (centres <= y2)
+            cols = (centres >= x1) & (centres <= x2)
+            expected[label] += (rows[:, None] & cols[None]).float()
+        assert torch.equal(got[i], expected.clamp_max(1).reshape(NUM_CLASSES, 64))
+
+
+def test_sample_losses_of_several_heads_equal_each_heads_own(det_teachers):
+    model = det_distiller(det_teachers)
+    view = model.task_view
+    inputs, samples = det_batch(model)
+    with torch.no_grad():
+        heads = [view.teacher_forward(m, inputs, samples)
+                 for m in (model.student, *model.teachers)]
+    together = view.sample_losses(heads, samples)
+    assert together.shape == (2, 3)
+    for k, head in enumerate(heads):
+        assert torch.allclose(together[:, k], view.sample_loss(head, samples))
+
+
 def test_incompatible_heads_are_refused_unless_only_features_are_distilled(tmp_path):
     other = tiny_retinanet(8, ratios=(1.0, ))  # one anchor per location
     teacher = [dict(name='one_anchor', config=other,

@@ -358,12 +358,15 @@ class MultiTeacherDistiller(BaseModel):
             feature_kd = torch.stack(per_teacher, dim=1)
 
         teacher_loss = student_loss = None
-        with torch.no_grad():
+        scored = (teacher_heads if 'teacher_loss' in requires else []) + (
+            [student_head] if 'student_loss' in requires else [])
+        if scored:  # [B, K (+ 1)], in one call: a view shares the ground-truth targets
+            with torch.no_grad():
+                sample_losses = view.sample_losses(scored, data_samples)
             if 'teacher_loss' in requires:
-                teacher_loss = torch.stack(
-                    [view.sample_loss(t, data_samples) for t in teacher_heads], dim=1)
+                teacher_loss = sample_losses[:, :len(teacher_heads)]
             if 'student_loss' in requires:
-                student_loss = view.sample_loss(student_head, data_samples)
+                student_loss = sample_losses[:, -1]
 
         batch = KDBatch(
             student_logits=view.sample_logits(student_head),

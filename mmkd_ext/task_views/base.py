@@ -47,6 +47,11 @@ class BaseTaskView:
         student's) on the ground truth."""
         raise NotImplementedError
 
+    def sample_losses(self, head_outs: Sequence[Any], data_samples: list) -> torch.Tensor:
+        """``[B, N]``: :meth:`sample_loss` of N head outputs on the same ground truth
+        (a view may share the work on the ground truth between them)."""
+        return torch.stack([self.sample_loss(out, data_samples) for out in head_outs], dim=1)
+
     def hard_samples(self, student_logits: torch.Tensor, data_samples: list) -> torch.Tensor:
         """``[B]`` bool: samples the student gets wrong, from its per-sample logits
         ``[B, C]`` (:meth:`sample_logits`)."""

@@ -1,5 +1,5 @@
 """Task view of mmdet detectors with dense (per-location) classification heads."""
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -117,14 +117,29 @@ class DenseDetectionView(BaseTaskView):
         return (term * weight).sum(1) / weight.sum(1).clamp_min(1e-6)
 
     def sample_loss(self, head_out: Any, data_samples: list) -> torch.Tensor:
+        return self.sample_losses([head_out], data_samples)[:, 0]
+
+    def sample_losses(self, head_outs: Sequence[Any], data_samples: list) -> torch.Tensor:
+        """``[B, N]``: the focal-loss proxy of N head outputs; the centre targets of a
+        feature-map size are built once for all of them."""
+        targets: Dict[Tuple[int, int], torch.Tensor] = {}
+        return torch.stack([self._focal_proxy(out, data_samples, targets)
+                            for out in head_outs], dim=1)
+
+    def _focal_proxy(self, head_out: Any, data_samples: list,
+                     targets: Dict[Tuple[int, int], torch.Tensor]) -> torch.Tensor:
+        """``[B]``: the summed sigmoid focal loss of one head output against the centre
+        targets (cached in ``targets`` by map size), over the number of positives."""
         pad_h, pad_w = data_samples[0].metainfo['batch_input_shape']
         c = self.num_classes
         total = positives = 0.0
         for raw in head_out[0]:
             b, channels, h, w = raw.shape
             x = raw.reshape(b, channels // c, c, h * w)
-            target = self._centre_targets(data_samples, h, w, pad_h / h, pad_w / w, x)
-            target = target[:, None].expand_as(x)  # [B, A, C, H*W]
+            if (h, w) not in targets:
+                targets[h, w] = self._centre_targets(data_samples, h, w, pad_h / h,
+                                                     pad_w / w, x)
+            target = targets[h, w][:, None].expand_as(x)  # [B, A, C, H*W]
             p = x.sigmoid()
             ce = F.binary_cross_entropy_with_logits(x, target, reduction='none')
             p_t = p * target + (1 - p) * (1 - target)
@@ -136,22 +151,24 @@ class DenseDetectionView(BaseTaskView):
     def _centre_targets(self, data_samples: list, h: int, w: int, stride_y: float,
                         stride_x: float, like: torch.Tensor) -> torch.Tensor:
         """``[B, C, H*W]`` 0/1: a location is positive for the class of every ground
-        truth box that contains its centre."""
+        truth box that contains its centre (all images' boxes at once)."""
         c = self.num_classes
         ys = (torch.arange(h, device=like.device, dtype=like.dtype) + 0.5) * stride_y
         xs = (torch.arange(w, device=like.device, dtype=like.dtype) + 0.5) * stride_x
         cy, cx = torch.meshgrid(ys, xs, indexing='ij')
-        cy, cx = cy.reshape(-1), cx.reshape(-1)
-        targets = like.new_zeros(len(data_samples), c, h * w)
-        for i, sample in enumerate(data_samples):
-            boxes = _gt_boxes(sample).to(like)
-            labels = self._labels(sample, like.device)
-            if len(boxes) == 0:
-                continue
-            inside = ((cx[None] >= boxes[:, :1]) & (cx[None] <= boxes[:, 2:3])
-                      & (cy[None] >= boxes[:, 1:2]) & (cy[None] <= boxes[:, 3:4]))
-            targets[i].index_add_(0, labels, inside.to(like))
-        return targets.clamp_max(1.0)
+        cy, cx = cy.reshape(1, -1), cx.reshape(1, -1)
+        targets = like.new_zeros(len(data_samples) * c, h * w)
+        boxes = torch.cat([_gt_boxes(s).to(like).reshape(-1, 4) for s in data_samples])
+        if len(boxes):
+            labels = torch.cat([self._labels(s, like.device) for s in data_samples])
+            counts = torch.tensor([len(s.gt_instances) for s in data_samples],
+                                  device=like.device)
+            image = torch.repeat_interleave(
+                torch.arange(len(data_samples), device=like.device), counts)
+            inside = ((cx >= boxes[:, :1]) & (cx <= boxes[:, 2:3])
+                      & (cy >= boxes[:, 1:2]) & (cy <= boxes[:, 3:4]))  # [M, H*W]
+            targets.index_add_(0, image * c + labels, inside.to(like))
+        return targets.reshape(len(data_samples), c, h * w).clamp_max(1.0)
 
     def hard_samples(self, student_logits: torch.Tensor, data_samples: list) -> torch.Tensor:
         hard = []
