@@ -97,6 +97,21 @@ def test_loss_terms_match_a_manual_computation(two_teachers):
     assert distiller.student.backbone.conv1.weight.grad is not None
 
 
+def test_distill_mode_gives_the_weighted_terms_of_a_training_step_alone(two_teachers):
+    distiller = make_distiller(two_teachers, weighting=dict(type='ConfidenceWeighting'))
+    inputs, samples = make_batch(distiller)
+    student_losses = []
+    original_loss = distiller.student.loss
+    distiller.student.loss = lambda *a, **k: student_losses.append(1) or original_loss(*a, **k)
+    full = distiller(inputs, samples, mode='loss')
+    assert len(student_losses) == 1
+    distill = distiller(inputs, samples, mode='distill')
+    assert len(student_losses) == 1  # the student's own losses are not computed
+    assert set(distill) == {'loss_kd', 'loss_feat'}
+    for key in distill:
+        assert torch.allclose(distill[key], full[key])
+
+
 def test_teachers_run_in_inference_mode_and_their_precision_options_keep_the_terms(
         two_teachers):
     modes = []

@@ -321,11 +321,18 @@ class MultiTeacherDistiller(BaseModel):
                 mode: str = 'tensor'):
         if mode == 'loss':
             return self.loss(inputs, data_samples)
+        if mode == 'distill':
+            return self.distill_only(inputs, data_samples)
         return self.student(inputs, data_samples, mode=mode)
 
     def compute_kd_batch(self, inputs: torch.Tensor, data_samples: list,
-                         requires: frozenset = frozenset()) -> Tuple[KDBatch, Dict]:
+                         requires: frozenset = frozenset(),
+                         task_losses: bool = True) -> Tuple[KDBatch, Dict]:
         """Run the student (with its task losses) and every teacher on one batch.
+
+        Args:
+            task_losses: compute the student's own losses; False runs its forward up
+                to the recorded head only (the returned loss dict is then empty).
 
         Returns:
             ``(batch, student_losses)``: the per-sample quantities of
@@ -333,7 +340,11 @@ class MultiTeacherDistiller(BaseModel):
         """
         view = self.task_view
         with self._student_recorder:
-            student_losses = self.student.loss(inputs, data_samples)
+            if task_losses:
+                student_losses = self.student.loss(inputs, data_samples)
+            else:
+                view.teacher_forward(self.student, inputs, data_samples)
+                student_losses = {}
         recorded = self._student_recorder.outputs
         student_head = recorded[view.head_module]
         student_maps = view.flatten_features([recorded[n] for n in self.student_layers])
@@ -455,6 +466,15 @@ class MultiTeacherDistiller(BaseModel):
             if self.non_finite_terms:  # only in skip mode: a loss that changes nothing
                 return {'loss_skipped': self._zero_loss()}
         return losses
+
+    def distill_only(self, inputs: torch.Tensor, data_samples: list) -> Dict[str, torch.Tensor]:
+        """``forward(mode='distill')``: the weighted distillation losses alone
+        (``loss_kd``, ``loss_feat``), without the student's task losses, log values
+        or checks; for look-ahead passes (MMKD's unrolled steps on these terms)."""
+        batch, _ = self.compute_kd_batch(inputs, data_samples, self.weighting.requires,
+                                         task_losses=False)
+        return {k: v.mean() for k, v in
+                self.per_sample_distill_losses(batch, self.weighting(batch)).items()}
 
     def _zero_loss(self) -> torch.Tensor:
         """0, connected to every trainable parameter: the backward of a skipped step

@@ -7,7 +7,7 @@ optimizer (SGD, Adam or AdamW) into a mirror whose ``step`` does the same update
 while keeping the autograd graph.
 """
 import math
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -145,10 +145,10 @@ def call(module: nn.Module, tensors: Params, *args, **kwargs):
     return functional_call(module, tensors, args, kwargs, strict=False)
 
 
-def sum_losses(losses: Dict[str, torch.Tensor], keys: Iterable[str] = None) -> torch.Tensor:
-    """Sum the loss entries (keys containing 'loss', or exactly ``keys``)."""
-    selected = [v for k, v in losses.items() if (k in keys if keys else 'loss' in k)]
+def sum_losses(losses: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum the loss entries (keys containing 'loss'; a list entry is summed)."""
     total = 0
-    for value in selected:
-        total = total + (sum(value) if isinstance(value, (list, tuple)) else value)
+    for key, value in losses.items():
+        if 'loss' in key:
+            total = total + (sum(value) if isinstance(value, (list, tuple)) else value)
     return total

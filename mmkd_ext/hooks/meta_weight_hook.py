@@ -18,10 +18,6 @@ from mmkd_ext.registry import HOOKS
 from mmkd_ext.weighting.meta_weight_net import MetaWeightNet
 from .base import WeightingTrainerHook
 
-#: Loss keys of the distiller that make up the distillation objective.
-DISTILL_KEYS = ('loss_kd', 'loss_feat')
-
-
 @contextmanager
 def isolated_random_state(seed: int):
     """Run a block with seeded python/numpy/torch-CPU RNGs, then restore them, so
@@ -244,8 +240,7 @@ class MetaWeightHook(WeightingTrainerHook):
         mirror = mirror_optimizer(optimizer, named)
 
         def distill_loss(tensors):
-            losses = call(model, tensors, inputs, data_samples, mode='loss')
-            return sum_losses(losses, DISTILL_KEYS)
+            return sum_losses(call(model, tensors, inputs, data_samples, mode='distill'))
 
         def task_loss(tensors):
             losses = call(model.student, _student_tensors(tensors), inputs, data_samples,
