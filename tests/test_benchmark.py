@@ -107,6 +107,22 @@ def _write_result(work_dir, score, weights=None):
             json.dumps({'iter': it, **weights}) + '\n' for it in (10, 20)))
 
 
+def test_overhead_rounds_pool_each_phase_over_its_rounds():
+    from mmkd_ext.engine.benchmark import _figures, pool_rounds
+    first = [dict(phase='student', **_figures([1.0, 3.0], 100.0, 90.0, 0.1)),
+             dict(phase='aver', interval=None, **_figures([2.0], 120.0, 90.0, None))]
+    second = [dict(phase='student', **_figures([2.0, 10.0], 80.0, 60.0, 0.3)),
+              dict(phase='aver', interval=None, **_figures([4.0], 150.0, 100.0, None))]
+    student, aver = pool_rounds([first, second])
+    assert student['phase'] == 'student' and student['rounds'] == 2
+    assert student['iters'] == 4 and student['mean'] == pytest.approx(4.0)
+    assert student['median'] == pytest.approx(2.5)
+    assert student['peak_mib'] == 100.0 and student['extra_mib'] == 20.0
+    assert student['steal'] == pytest.approx(0.2)
+    assert aver['mean'] == pytest.approx(3.0) and aver['steal'] is None
+    assert aver['peak_mib'] == 150.0 and aver['extra_mib'] == 50.0
+
+
 def test_benchmark_reuses_finished_runs_and_reports_a_failed_one(tmp_path, shapes_root):
     """Every run but one finished before: nothing is retrained. The remaining run
     fails (its teachers' checkpoints are missing); it is reported in the table, the

@@ -132,11 +132,12 @@ def test_every_task_has_a_config_per_benchmark_method():
 
 def test_overhead_benchmark_prints_each_phase_against_the_bound(shapes_root, teacher_dir):
     result = run_tool('tools/benchmark.py', '--overhead', '--iters', '1', '--warmup', '1',
-                      '--batch-size', '8', '--methods', 'aver', '--data-root',
-                      shapes_root, '--teacher-dir', teacher_dir)
+                      '--rounds', '2', '--batch-size', '8', '--methods', 'aver',
+                      '--data-root', shapes_root, '--teacher-dir', teacher_dir)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    bound_table, _, variant_table = result.stdout.partition("The teachers' speed options")
     rows = {line.split('|')[1].strip(): line.split('|')[2:-1]
-            for line in result.stdout.splitlines() if line.startswith('| ')}
+            for line in bound_table.splitlines() if line.startswith('| ')}
     assert {'student step alone', 'teacher r18w24 forward', 'teacher r18w16 forward',
             'teacher r50w8 forward', '**bound** (a) + sum(b)', 'aver'} <= set(rows)
     phases = [r for name, r in rows.items() if name.startswith(('student', 'teacher'))]
@@ -147,6 +148,21 @@ def test_overhead_benchmark_prints_each_phase_against_the_bound(shapes_root, tea
     bound_median = float(rows['**bound** (a) + sum(b)'][2])
     assert by_median == pytest.approx(float(rows['aver'][2]) / bound_median, abs=0.01)
     assert rows['aver'][4].strip() == '1.00x / 1.00x'
+    variants = {line.split('|')[1].strip(): line.split('|')[2:-1]
+                for line in variant_table.splitlines() if line.startswith('| r')}
+    assert set(variants) == {f'{t}: {v}' for t in ('r18w24', 'r18w16', 'r50w8')
+                             for v in ('channels_last', 'bf16 autocast')}
+    for name, row in variants.items():
+        teacher = name.split(':')[0]
+        fp32 = float(rows[f'teacher {teacher} forward'][1])
+        # both times are printed to 4 decimals, the ratio to 2
+        assert float(row[1].rstrip(' x')) == pytest.approx(float(row[0]) / fp32,
+                                                           abs=0.006 + 1e-4 / fp32)
+        agreement = float(row[2].strip().rstrip('%'))
+        assert 0 <= agreement <= 100 and float(row[3]) > -1e-5  # a KL, up to rounding
+    # channels-last changes the memory layout only: the same predictions
+    assert all(float(variants[f'{t}: channels_last'][2].strip().rstrip('%')) == 100.0
+               for t in ('r18w24', 'r18w16', 'r50w8'))
 
 
 def test_demo_reuses_finished_runs_and_distils_with_the_chosen_methods(tmp_path):

@@ -20,7 +20,7 @@ one process on the same batch stream: (a) the student's training step alone, (b)
 teacher's inference forward alone, (c) a full KD step per method. Bound = (a) + sum(b).
 
     python tools/benchmark.py --overhead [--task classification|detection|segmentation]
-        [--iters 40] [--warmup 5] [--batch-size N] [--methods aver mmkd:5 mtkd_rl ...]
+        [--iters 15] [--rounds 3] [--warmup 5] [--batch-size N] [--methods aver mmkd:5 ...]
 
 ``METHOD:N`` sets the update interval of the method's hook (MMKD's meta interval,
 MTKD-RL's agent interval); without it the method's config is used as is. Teachers come
@@ -77,23 +77,29 @@ def prepare_data(task, data_root=None) -> str:
 def overhead(args, task) -> None:
     """``--overhead``: the bound and each method's KD step, in one child process."""
     from mmkd_ext.engine.benchmark import (METHODS, format_overhead_table,
-                                           run_in_subprocess)
+                                           format_teacher_variant_table, run_in_subprocess)
     data_root = prepare_data(task, args.data_root)
     checkpoints = prepare_teachers(task, args.teacher_dir
                                    or osp.join(task.work_root, 'teachers'))
     options = task.data_options(data_root)
     options.update(task.checkpoint_options([checkpoints[run.export_as]
                                             for run in task.teachers]))
-    batch_size = args.batch_size or (64 if args.task == 'classification' else 8)
+    task_name = args.task or 'classification'
+    batch_size = args.batch_size or (64 if task_name == 'classification' else 8)
     entries = args.methods or ['aver', 'mmkd:5', 'mtkd_rl', 'mtkd_rl_stochastic']
     spec = dict(student_config=task.student_config,
                 configs={m: task.distill_config(m) for m in METHODS}, entries=entries,
-                iters=args.iters, warmup=args.warmup, batch_size=batch_size, options=options)
-    print(f'[benchmark] {args.task}, batch {batch_size}: the bound (student step, each '
-          f'teacher forward), then {" ".join(entries)}, in one process', flush=True)
+                iters=args.iters, warmup=args.warmup, batch_size=batch_size, options=options,
+                rounds=args.rounds or 3)
+    print(f'[benchmark] {task_name}, batch {batch_size}: the bound '
+          f'(student step, each teacher forward), the teachers\' options, then '
+          f'{" ".join(entries)}, in one process, {spec["rounds"]} rounds in turn', flush=True)
     result = run_in_subprocess([__file__, '--overhead-child', json.dumps(spec)])
     print()
     print(format_overhead_table(result))
+    print('\nThe teachers\' speed options (model.teacher_channels_last, '
+          'model.teacher_autocast):\n')
+    print(format_teacher_variant_table(result))
 
 
 def method_matrix(args, tasks) -> int:
@@ -168,7 +174,7 @@ MATRIX_ONLY = [('quick', '--quick'), ('tasks', '--tasks'), ('seeds', '--seeds'),
                ('work_root', '--work-root'), ('cfg_options', '--cfg-options'),
                ('force', '--force'), ('verbose', '--verbose')]
 OVERHEAD_ONLY = [('task', '--task'), ('batch_size', '--batch-size'),
-                 ('teacher_dir', '--teacher-dir')]
+                 ('teacher_dir', '--teacher-dir'), ('rounds', '--rounds')]
 
 
 def check_args(parser, args, methods) -> None:
@@ -190,7 +196,7 @@ def check_args(parser, args, methods) -> None:
             parser.error(f'{entry}: the interval must be an integer >= 1')
     if args.overhead and args.methods and 'aver' not in args.methods:
         parser.error('--overhead compares with AVER: list aver among --methods')
-    for name, low in (('jobs', 1), ('seeds', 1), ('iters', 1), ('warmup', 0)):
+    for name, low in (('jobs', 1), ('seeds', 1), ('iters', 1), ('warmup', 0), ('rounds', 1)):
         value = getattr(args, name)
         if value is not None and value < low:
             parser.error(f'--{name} must be >= {low}')
@@ -237,8 +243,12 @@ def main():
                              help="show the runs' training progress")
     over = parser.add_argument_group('--overhead')
     over.add_argument('--task', choices=sorted(tasks), help='default: classification')
-    over.add_argument('--iters', type=int, default=40)
-    over.add_argument('--warmup', type=int, default=5)
+    over.add_argument('--iters', type=int, default=15,
+                      help='timed iterations per phase and round (default 15)')
+    over.add_argument('--warmup', type=int, default=5,
+                      help='untimed iterations before them (default 5)')
+    over.add_argument('--rounds', type=int,
+                      help='times every phase is measured, in turn (default 3)')
     over.add_argument('--batch-size', type=int,
                       help='default: 64 (classification), 8 (detection, segmentation)')
     parser.add_argument('--data-root', help="the dataset's root, for one task (default: "

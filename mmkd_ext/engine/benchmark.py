@@ -13,6 +13,7 @@ The bound is (a) + sum(b): no KD step can be cheaper than running its models onc
 Figures are means of the timed iterations (a method's periodic updates count), with
 medians alongside.
 """
+import contextlib
 import copy
 import json
 import os
@@ -123,7 +124,25 @@ def _figures(seconds: List[float], peak: float, before: float,
              steal: Optional[float]) -> dict:
     return dict(iters=len(seconds), mean=statistics.fmean(seconds),
                 median=statistics.median(seconds), peak_mib=peak,
-                extra_mib=max(peak - before, 0.0), steal=steal)
+                extra_mib=max(peak - before, 0.0), steal=steal, seconds=list(seconds))
+
+
+def pool_rounds(rounds: List[List[dict]]) -> List[dict]:
+    """One row per phase from rounds that measured the same phases in the same order:
+    the timed iterations of all rounds together (their mean and median), the highest
+    peak memory, the mean CPU-steal share."""
+    pooled = []
+    for same in zip(*rounds):
+        seconds = [t for row in same for t in row['seconds']]
+        steals = [row['steal'] for row in same if row.get('steal') is not None]
+        row = dict(same[0], **_figures(seconds, max(r['peak_mib'] for r in same), 0.0, None))
+        row.update(extra_mib=max(r['extra_mib'] for r in same), rounds=len(same),
+                   steal=statistics.fmean(steals) if steals else None)
+        for key in ('top1_agreement', 'kd_drift'):  # teacher variants
+            if row.get(key) is not None:
+                row[key] = statistics.fmean(r[key] for r in same)
+        pooled.append(row)
+    return pooled
 
 
 class IterTimer(Hook):
@@ -187,10 +206,15 @@ def hook_interval(cfg: Config) -> Optional[int]:
                  for key in INTERVAL_KEYS if key in hook), None)
 
 
-def measure_bound(student_cfg: Config, kd_cfg: Config, warmup: int) -> List[dict]:
+def measure_bound(student_cfg: Config, kd_cfg: Config, warmup: int) -> tuple:
     """Phase (a): training iterations of ``student_cfg`` (the student alone) through
     the runner; phase (b): each teacher of ``kd_cfg`` on the batches of its training
-    data loader (the same stream), under inference mode."""
+    data loader (the same stream), under inference mode.
+
+    Returns:
+        ``(rows, (distiller, batches))``: a row per phase, and the distiller of
+        ``kd_cfg`` with the prepared batches (b) was timed on.
+    """
     from mmengine.runner import Runner
     rows = [measure_training(student_cfg, 'student step alone', warmup)]
     runner = Runner.from_cfg(copy.deepcopy(kd_cfg))
@@ -204,13 +228,71 @@ def measure_bound(student_cfg: Config, kd_cfg: Config, warmup: int) -> List[dict
         except StopIteration:
             stream = iter(loader)
     prepared = [model.data_preprocessor(copy.copy(data), True) for data in batches]
-    view = model.task_view
     for name, teacher, convert in zip(model.teacher_names, model.teachers,
                                       model.input_converters):
-        def forward(data, teacher=teacher, convert=convert):
-            with torch.inference_mode():
-                view.teacher_forward(teacher, convert(data['inputs']), data['data_samples'])
+        forward = TeacherForward(model.task_view, teacher, convert)
         rows.append(dict(phase=f'teacher {name} forward', **timed(forward, prepared, warmup)))
+    return rows, (model, prepared)
+
+
+class TeacherForward:
+    """A teacher's inference forward on a prepared batch (its input conversion
+    included), optionally channels-last and under autocast; returns the head output
+    with half-precision tensors cast to float32."""
+
+    def __init__(self, view, teacher, convert, channels_last: bool = False,
+                 autocast: Optional[torch.dtype] = None):
+        self.view, self.teacher, self.convert = view, teacher, convert
+        self.channels_last, self.autocast = channels_last, autocast
+
+    def __call__(self, data: dict):
+        from mmkd_ext.distillers.multi_teacher_distiller import _usable_by_autograd
+        inputs = self.convert(data['inputs'])
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        precision = (torch.autocast(inputs.device.type, dtype=self.autocast)
+                     if self.autocast else contextlib.nullcontext())
+        with torch.inference_mode(), precision:
+            out = self.view.teacher_forward(self.teacher, inputs, data['data_samples'])
+        return _usable_by_autograd(out) if self.autocast else out
+
+
+#: The teachers' speed options of :class:`MultiTeacherDistiller`, as timed here.
+TEACHER_VARIANTS = {
+    'channels_last': dict(channels_last=True),
+    'bf16 autocast': dict(autocast=torch.bfloat16),
+}
+
+
+def measure_teacher_variants(model, prepared: List[dict], warmup: int) -> List[dict]:
+    """Each teacher's forward under each of :data:`TEACHER_VARIANTS` on the batches
+    the bound was timed on: its time, and how far its outputs move from the
+    float32 forward's: the share of samples whose top per-sample logit
+    (:meth:`~BaseTaskView.sample_logits`) stays the same, and the mean per-sample KD
+    term (the distiller's logit KD loss) of the variant's output towards float32's."""
+    view, kd_loss = model.task_view, model.logit_kd_loss
+    rows = []
+    for name, teacher, convert in zip(model.teacher_names, model.teachers,
+                                      model.input_converters):
+        reference = [TeacherForward(view, teacher, convert)(data) for data in prepared]
+        for variant, options in TEACHER_VARIANTS.items():
+            outputs = []
+            forward = TeacherForward(view, teacher, convert, **options)
+            if forward.channels_last:
+                teacher.to(memory_format=torch.channels_last)
+            try:
+                figures = timed(lambda data: outputs.append(forward(data)), prepared, warmup)
+            finally:
+                teacher.to(memory_format=torch.contiguous_format)
+            agree, drift = [], []
+            for data, out, ref in zip(prepared, outputs, reference):
+                agree.append((view.sample_logits(out).argmax(1)
+                              == view.sample_logits(ref).argmax(1)).float())
+                if kd_loss is not None:
+                    drift.append(view.logit_kd(kd_loss, out, ref, data['data_samples']))
+            rows.append(dict(teacher=name, variant=variant, **figures,
+                             top1_agreement=torch.cat(agree).mean().item(),
+                             kd_drift=torch.cat(drift).mean().item() if drift else None))
     return rows
 
 
@@ -234,25 +316,38 @@ def measure_training(cfg: Config, phase: str, warmup: int) -> dict:
 
 
 def measure_overhead(student_config: str, configs: Dict[str, str], entries: List[str],
-                     iters: int, warmup: int, batch_size: int, options: dict) -> dict:
+                     iters: int, warmup: int, batch_size: int, options: dict,
+                     rounds: int = 1) -> dict:
     """All phases in this process: the bound from the student's config and the AVER
-    config's teachers, then a KD step per ``METHOD[:INTERVAL]`` entry."""
+    config's teachers, the teachers' speed options, then a KD step per
+    ``METHOD[:INTERVAL]`` entry; ``rounds`` times in turn, pooled per phase (slow
+    drifts of the machine's speed then reach every phase alike)."""
     import mmkd_ext  # noqa: F401
-    student_cfg = configure(student_config, None, iters, warmup, batch_size,
-                            {k: v for k, v in options.items() if not k.startswith('model.')})
-    bound_cfg = configure(configs['aver'], None, iters, warmup, batch_size, options)
-    try:
-        rows = measure_bound(student_cfg, bound_cfg, warmup)
-    finally:
-        shutil.rmtree(bound_cfg.work_dir, ignore_errors=True)
-    for entry in entries:
-        method, _, interval = entry.partition(':')
-        print(f'[benchmark] {entry}: {warmup} warm-up + {iters} timed iterations', flush=True)
-        cfg = configure(configs[method], int(interval) if interval else None, iters, warmup,
-                        batch_size, options)
-        rows.append(measure_training(cfg, method, warmup))
-    return dict(rows=rows, device='cuda' if torch.cuda.is_available() else 'cpu',
-                batch_size=batch_size)
+    student_options = {k: v for k, v in options.items() if not k.startswith('model.')}
+    phase_rounds, variant_rounds = [], []
+    for index in range(rounds):
+        print(f'[benchmark] round {index + 1}/{rounds}: the bound, the teachers\' options, '
+              f'{" ".join(entries)}; {warmup} warm-up + {iters} timed iterations each',
+              flush=True)
+        # Configured anew each round: every run gets its own work directory and name.
+        bound_cfg = configure(configs['aver'], None, iters, warmup, batch_size, options)
+        try:
+            rows, (model, prepared) = measure_bound(
+                configure(student_config, None, iters, warmup, batch_size, student_options),
+                bound_cfg, warmup)
+            variant_rounds.append(measure_teacher_variants(model, prepared, warmup))
+            del model, prepared
+        finally:
+            shutil.rmtree(bound_cfg.work_dir, ignore_errors=True)
+        for entry in entries:
+            method, _, interval = entry.partition(':')
+            cfg = configure(configs[method], int(interval) if interval else None, iters,
+                            warmup, batch_size, options)
+            rows.append(measure_training(cfg, method, warmup))
+        phase_rounds.append(rows)
+    return dict(rows=pool_rounds(phase_rounds), teacher_variants=pool_rounds(variant_rounds),
+                device='cuda' if torch.cuda.is_available() else 'cpu', batch_size=batch_size,
+                rounds=rounds)
 
 
 def run_in_subprocess(args: List[str]) -> dict:
@@ -302,4 +397,17 @@ def format_overhead_table(result: dict) -> str:
                      f'{r["median"]:.4f} | {r["mean"] / bound:.2f}x / '
                      f'{r["median"] / bound_median:.2f}x | {vs_aver} | {r["peak_mib"]:.0f} | '
                      f'{r["peak_mib"] / memory_bound:.2f}x | {steal(r)} |')
+    return '\n'.join(lines)
+
+
+def format_teacher_variant_table(result: dict) -> str:
+    """Markdown table of the teachers' speed options against their float32 forward."""
+    fp32 = {r['phase']: r for r in result['rows']}
+    lines = ['| teacher: option | s/iter mean | vs float32 forward | top-1 agreement '
+             '| KD drift from float32 |', '|---|---|---|---|---|']
+    for r in result.get('teacher_variants', []):
+        base = fp32[f'teacher {r["teacher"]} forward']['mean']
+        drift = '' if r['kd_drift'] is None else f'{r["kd_drift"]:.2e}'
+        lines.append(f'| {r["teacher"]}: {r["variant"]} | {r["mean"]:.4f} | '
+                     f'{r["mean"] / base:.2f}x | {100 * r["top1_agreement"]:.1f}% | {drift} |')
     return '\n'.join(lines)
