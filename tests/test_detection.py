@@ -73,21 +73,35 @@ def test_task_loss_proxy_is_low_for_scores_that_match_the_boxes(det_teachers):
     assert good.shape == (2, ) and (good < 1e-3).all() and (bad > 1).all()
 
 
-def test_centre_targets_mark_the_classes_of_the_boxes_containing_each_centre(det_teachers):
-    view = det_distiller(det_teachers).task_view
-    _, samples = det_batch(det_distiller(det_teachers))
+@pytest.mark.parametrize('num_classes', [NUM_CLASSES, 1])  # 1: an RPN's objectness
+def test_centre_targets_mark_the_classes_of_the_boxes_containing_each_centre(
+        det_teachers, num_classes):
+    import copy
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.bbox import HorizontalBoxes
+    from mmengine.structures import InstanceData
+    model = det_distiller(det_teachers)
+    view = copy.copy(model.task_view)
+    view.num_classes = num_classes
+    _, samples = det_batch(model)
+    empty = DetDataSample(metainfo=samples[0].metainfo)
+    empty.gt_instances = InstanceData(bboxes=HorizontalBoxes(torch.zeros(0, 4)),
+                                      labels=torch.zeros(0, dtype=torch.long))
+    samples = [samples[0], empty, samples[1]]  # an image without boxes in the middle
     # 64 px padded input, an 8 x 8 map: centres at 4, 12, ..., 60 px.
     got = view._centre_targets(samples, 8, 8, 8.0, 8.0, torch.zeros(1))
-    assert got.shape == (2, NUM_CLASSES, 64)
+    assert got.shape == (3, num_classes, 64)
     centres = torch.arange(8) * 8 + 4.0
     for i, sample in enumerate(samples):
-        expected = torch.zeros(NUM_CLASSES, 8, 8)
-        for (x1, y1, x2, y2), label in zip(sample.gt_instances.bboxes.tolist(),
-                                           sample.gt_instances.labels.tolist()):
+        expected = torch.zeros(num_classes, 8, 8)
+        boxes = sample.gt_instances.bboxes
+        boxes = boxes.tensor if hasattr(boxes, 'tensor') else boxes
+        for (x1, y1, x2, y2), label in zip(boxes.tolist(), sample.gt_instances.labels.tolist()):
             rows = (centres >= y1) & (centres <= y2)
             cols = (centres >= x1) & (centres <= x2)
-            expected[label] += (rows[:, None] & cols[None]).float()
-        assert torch.equal(got[i], expected.clamp_max(1).reshape(NUM_CLASSES, 64))
+            expected[label % num_classes] += (rows[:, None] & cols[None]).float()
+        assert torch.equal(got[i], expected.clamp_max(1).reshape(num_classes, 64))
+    assert got[0].sum() > 0 and got[1].sum() == 0 and got[2].sum() > 0
 
 
 def test_sample_losses_of_several_heads_equal_each_heads_own(det_teachers):
@@ -176,6 +190,8 @@ def test_faster_rcnn_distils_rpn_objectness_and_fpn_features(tmp_path):
     assert len(batch.student_features) == 4
     assert {'student.loss_rpn_cls', 'student.loss_cls', 'loss_kd', 'loss_feat'} <= set(losses)
     assert (batch.logit_kd > 0).all() and torch.isfinite(batch.teacher_loss).all()
+    distill = model(inputs, samples, mode='distill')  # through the RPN, no RoI head
+    assert torch.allclose(distill['loss_kd'], losses['loss_kd'], rtol=1e-5)
 
 
 def test_head_kd_can_weight_locations_by_teacher_confidence():

@@ -122,24 +122,26 @@ class DenseDetectionView(BaseTaskView):
     def sample_losses(self, head_outs: Sequence[Any], data_samples: list) -> torch.Tensor:
         """``[B, N]``: the focal-loss proxy of N head outputs; the centre targets of a
         feature-map size are built once for all of them."""
-        targets: Dict[Tuple[int, int], torch.Tensor] = {}
+        targets: Dict[tuple, torch.Tensor] = {}
         return torch.stack([self._focal_proxy(out, data_samples, targets)
                             for out in head_outs], dim=1)
 
     def _focal_proxy(self, head_out: Any, data_samples: list,
-                     targets: Dict[Tuple[int, int], torch.Tensor]) -> torch.Tensor:
+                     targets: Dict[tuple, torch.Tensor]) -> torch.Tensor:
         """``[B]``: the summed sigmoid focal loss of one head output against the centre
-        targets (cached in ``targets`` by map size), over the number of positives."""
+        targets (cached in ``targets`` by map size, dtype and device), over the number
+        of positives."""
         pad_h, pad_w = data_samples[0].metainfo['batch_input_shape']
         c = self.num_classes
         total = positives = 0.0
         for raw in head_out[0]:
             b, channels, h, w = raw.shape
             x = raw.reshape(b, channels // c, c, h * w)
-            if (h, w) not in targets:
-                targets[h, w] = self._centre_targets(data_samples, h, w, pad_h / h,
-                                                     pad_w / w, x)
-            target = targets[h, w][:, None].expand_as(x)  # [B, A, C, H*W]
+            key = (h, w, x.dtype, x.device)
+            if key not in targets:
+                targets[key] = self._centre_targets(data_samples, h, w, pad_h / h,
+                                                    pad_w / w, x)
+            target = targets[key][:, None].expand_as(x)  # [B, A, C, H*W]
             p = x.sigmoid()
             ce = F.binary_cross_entropy_with_logits(x, target, reduction='none')
             p_t = p * target + (1 - p) * (1 - target)
@@ -158,13 +160,13 @@ class DenseDetectionView(BaseTaskView):
         cy, cx = torch.meshgrid(ys, xs, indexing='ij')
         cy, cx = cy.reshape(1, -1), cx.reshape(1, -1)
         targets = like.new_zeros(len(data_samples) * c, h * w)
-        boxes = torch.cat([_gt_boxes(s).to(like).reshape(-1, 4) for s in data_samples])
+        per_image = [_gt_boxes(s).reshape(-1, 4) for s in data_samples]
+        boxes = torch.cat(per_image).to(like)
         if len(boxes):
-            labels = torch.cat([self._labels(s, like.device) for s in data_samples])
-            counts = torch.tensor([len(s.gt_instances) for s in data_samples],
-                                  device=like.device)
-            image = torch.repeat_interleave(
-                torch.arange(len(data_samples), device=like.device), counts)
+            labels = torch.cat([self._labels(s, like.device).long() for s in data_samples])
+            image = torch.repeat_interleave(  # each box's image, counted on the host
+                torch.arange(len(data_samples)),
+                torch.tensor([len(b) for b in per_image])).to(like.device)
             inside = ((cx >= boxes[:, :1]) & (cx <= boxes[:, 2:3])
                       & (cy >= boxes[:, 1:2]) & (cy <= boxes[:, 3:4]))  # [M, H*W]
             targets.index_add_(0, image * c + labels, inside.to(like))
