@@ -42,3 +42,20 @@ def test_mmkd_hypergradient_runs_through_the_task_model(task, optimizer, request
     assert outer > 0
     grads = [p.grad for p in model.weighting.parameters()]
     assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize('task', sorted(TASKS))
+def test_distill_mode_gives_the_training_steps_distillation_terms(task, request):
+    """MMKD's look-ahead runs the student up to its head only (forward mode='distill');
+    its weighted terms are those of a full training step."""
+    teachers, build_distiller, build_batch = TASKS[task]
+    model = build_distiller(request.getfixturevalue(teachers),
+                            weighting=dict(type='ConfidenceWeighting'))
+    inputs, samples = build_batch(model)
+    torch.manual_seed(0)  # the same dropout draws in the decode head
+    full = model(inputs, samples, mode='loss')
+    torch.manual_seed(0)
+    distill = model(inputs, samples, mode='distill')
+    assert set(distill) == {'loss_kd', 'loss_feat'}
+    for key, value in distill.items():
+        assert torch.allclose(value, full[key], rtol=1e-5), key

@@ -82,7 +82,8 @@ class MultiTeacherDistiller(BaseModel):
     optimizer or a DDP wrapper, never leave eval mode and get no gradient; they move
     with the distiller between devices. ``predict``/``tensor`` modes run the student
     alone, so validation and ``tools/test.py`` evaluate the student with its
-    library's own metrics.
+    library's own metrics; ``distill`` mode gives the weighted distillation losses
+    alone (:meth:`distill_only`).
 
     Args:
         student: the student: a model dict, a config path (local or ``pkg::``), or

@@ -18,6 +18,7 @@ from mmkd_ext.registry import HOOKS
 from mmkd_ext.weighting.meta_weight_net import MetaWeightNet
 from .base import WeightingTrainerHook
 
+
 @contextmanager
 def isolated_random_state(seed: int):
     """Run a block with seeded python/numpy/torch-CPU RNGs, then restore them, so

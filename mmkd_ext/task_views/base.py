@@ -17,8 +17,9 @@ class BaseTaskView:
 
     Attributes:
         head_module: name of the submodule whose output is the prediction; the
-            student's is recorded during its ``loss`` pass, and a teacher's
-            ``mode='tensor'`` forward returns the same structure.
+            student's is recorded during its ``loss`` pass (or, in look-ahead passes,
+            its :meth:`teacher_forward`), and :meth:`teacher_forward` returns the same
+            structure.
         default_feature_layers: submodule names recorded for feature KD when the
             config names none. A module returning a tuple contributes each element
             as one feature map (e.g. every FPN level).
@@ -29,8 +30,10 @@ class BaseTaskView:
     def teacher_forward(self, teacher: nn.Module, inputs: torch.Tensor,
                         data_samples: list) -> Any:
         """Raw head output of a model, the structure the student's recorded
-        ``head_module`` output has (teachers every step, under ``torch.no_grad``;
-        every model once at construction)."""
+        ``head_module`` output has: it must run ``head_module`` as the model's ``loss``
+        does. Used for the teachers every step (under inference mode), for every
+        model once at construction, and for the student (with gradients) in
+        look-ahead passes that need no task loss (``forward(mode='distill')``)."""
         return teacher(inputs, data_samples, mode='tensor')
 
     def sample_logits(self, head_out: Any) -> torch.Tensor:
