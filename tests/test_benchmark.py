@@ -123,6 +123,20 @@ def test_overhead_rounds_pool_each_phase_over_its_rounds():
     assert aver['peak_mib'] == 150.0 and aver['extra_mib'] == 50.0
 
 
+def test_teacher_variant_table_compares_each_option_with_the_float32_forward():
+    from mmkd_ext.engine.benchmark import format_teacher_variant_table
+    result = dict(rows=[dict(phase='student step alone', mean=1.0),
+                        dict(phase='teacher a forward', mean=0.2)],
+                  teacher_variants=[
+                      dict(teacher='a', variant='bf16 autocast', mean=0.05,
+                           top1_agreement=0.975, kd_drift=1.5e-3),
+                      dict(teacher='a', variant='channels_last', mean=0.3,
+                           top1_agreement=1.0, kd_drift=None)])
+    lines = format_teacher_variant_table(result).splitlines()
+    assert lines[2] == '| a: bf16 autocast | 0.0500 | 0.25x | 97.5% | 1.50e-03 |'
+    assert lines[3] == '| a: channels_last | 0.3000 | 1.50x | 100.0% |  |'
+
+
 def test_benchmark_reuses_finished_runs_and_reports_a_failed_one(tmp_path, shapes_root):
     """Every run but one finished before: nothing is retrained. The remaining run
     fails (its teachers' checkpoints are missing); it is reported in the table, the

@@ -74,7 +74,7 @@ def prepare_data(task, data_root=None) -> str:
     return task.data_root
 
 
-def overhead(args, task) -> None:
+def overhead(args, task_name: str, task) -> None:
     """``--overhead``: the bound and each method's KD step, in one child process."""
     from mmkd_ext.engine.benchmark import (METHODS, format_overhead_table,
                                            format_teacher_variant_table, run_in_subprocess)
@@ -84,7 +84,6 @@ def overhead(args, task) -> None:
     options = task.data_options(data_root)
     options.update(task.checkpoint_options([checkpoints[run.export_as]
                                             for run in task.teachers]))
-    task_name = args.task or 'classification'
     batch_size = args.batch_size or (64 if task_name == 'classification' else 8)
     entries = args.methods or ['aver', 'mmkd:5', 'mtkd_rl', 'mtkd_rl_stochastic']
     spec = dict(student_config=task.student_config,
@@ -267,7 +266,8 @@ def main():
     absolute_paths(args, ('work_root', 'data_root', 'teacher_dir'))  # before the chdir
     os.chdir(ROOT)
     if args.overhead:
-        overhead(args, tasks[args.task or 'classification'])
+        task_name = args.task or 'classification'
+        overhead(args, task_name, tasks[task_name])
     else:
         sys.exit(method_matrix(args, tasks))
 

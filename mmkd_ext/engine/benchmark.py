@@ -11,7 +11,12 @@ For a task's configs the child process measures, on the same training data:
 
 The bound is (a) + sum(b): no KD step can be cheaper than running its models once.
 Figures are means of the timed iterations (a method's periodic updates count), with
-medians alongside.
+medians alongside. All phases are measured ``rounds`` times in turn and pooled, so a
+slow drift of the machine's speed reaches every phase alike.
+
+Beside the bound, each teacher's forward is timed under the distiller's speed options
+(channels-last inputs and weights, bf16 autocast), with how far they move the
+teacher's outputs from float32.
 """
 import contextlib
 import copy
@@ -29,6 +34,8 @@ from typing import Callable, Dict, Iterable, List, Optional
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
+
+from mmkd_ext.distillers.multi_teacher_distiller import _usable_by_autograd
 
 #: The weighting methods, by short name (each task has a distillation config per method).
 METHODS = ('aver', 'fixed', 'entropy', 'confidence', 'mmkd', 'mtkd_rl', 'mtkd_rl_stochastic')
@@ -133,6 +140,8 @@ def pool_rounds(rounds: List[List[dict]]) -> List[dict]:
     peak memory, the mean CPU-steal share."""
     pooled = []
     for same in zip(*rounds):
+        names = {(row.get('phase'), row.get('teacher'), row.get('variant')) for row in same}
+        assert len(names) == 1, f'rounds measured different phases: {sorted(names)}'
         seconds = [t for row in same for t in row['seconds']]
         steals = [row['steal'] for row in same if row.get('steal') is not None]
         row = dict(same[0], **_figures(seconds, max(r['peak_mib'] for r in same), 0.0, None))
@@ -236,9 +245,9 @@ def measure_bound(student_cfg: Config, kd_cfg: Config, warmup: int) -> tuple:
 
 
 class TeacherForward:
-    """A teacher's inference forward on a prepared batch (its input conversion
-    included), optionally channels-last and under autocast; returns the head output
-    with half-precision tensors cast to float32."""
+    """A teacher's inference forward on a prepared batch, its input conversion
+    included, optionally on channels-last inputs and under autocast; returns the
+    head output as the teacher gives it."""
 
     def __init__(self, view, teacher, convert, channels_last: bool = False,
                  autocast: Optional[torch.dtype] = None):
@@ -246,15 +255,13 @@ class TeacherForward:
         self.channels_last, self.autocast = channels_last, autocast
 
     def __call__(self, data: dict):
-        from mmkd_ext.distillers.multi_teacher_distiller import _usable_by_autograd
-        inputs = self.convert(data['inputs'])
-        if self.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        precision = (torch.autocast(inputs.device.type, dtype=self.autocast)
-                     if self.autocast else contextlib.nullcontext())
-        with torch.inference_mode(), precision:
-            out = self.view.teacher_forward(self.teacher, inputs, data['data_samples'])
-        return _usable_by_autograd(out) if self.autocast else out
+        with torch.inference_mode():
+            inputs = self.convert(data['inputs'])
+            if self.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with (torch.autocast(inputs.device.type, dtype=self.autocast)
+                  if self.autocast else contextlib.nullcontext()):
+                return self.view.teacher_forward(self.teacher, inputs, data['data_samples'])
 
 
 #: The teachers' speed options of :class:`MultiTeacherDistiller`, as timed here.
@@ -266,33 +273,36 @@ TEACHER_VARIANTS = {
 
 def measure_teacher_variants(model, prepared: List[dict], warmup: int) -> List[dict]:
     """Each teacher's forward under each of :data:`TEACHER_VARIANTS` on the batches
-    the bound was timed on: its time, and how far its outputs move from the
+    the bound was timed on: its time, and how far its outputs move from the plain
     float32 forward's: the share of samples whose top per-sample logit
     (:meth:`~BaseTaskView.sample_logits`) stays the same, and the mean per-sample KD
-    term (the distiller's logit KD loss) of the variant's output towards float32's."""
+    term (the distiller's logit KD loss) of the variant's output towards float32's.
+    The teachers are left in the memory format the distiller gave them."""
     view, kd_loss = model.task_view, model.logit_kd_loss
     rows = []
     for name, teacher, convert in zip(model.teacher_names, model.teachers,
                                       model.input_converters):
-        reference = [TeacherForward(view, teacher, convert)(data) for data in prepared]
-        for variant, options in TEACHER_VARIANTS.items():
-            outputs = []
-            forward = TeacherForward(view, teacher, convert, **options)
-            if forward.channels_last:
-                teacher.to(memory_format=torch.channels_last)
-            try:
+        try:
+            teacher.to(memory_format=torch.contiguous_format)
+            reference = [TeacherForward(view, teacher, convert)(data) for data in prepared]
+            for variant, options in TEACHER_VARIANTS.items():
+                forward, outputs = TeacherForward(view, teacher, convert, **options), []
+                teacher.to(memory_format=torch.channels_last if forward.channels_last
+                           else torch.contiguous_format)
                 figures = timed(lambda data: outputs.append(forward(data)), prepared, warmup)
-            finally:
-                teacher.to(memory_format=torch.contiguous_format)
-            agree, drift = [], []
-            for data, out, ref in zip(prepared, outputs, reference):
-                agree.append((view.sample_logits(out).argmax(1)
-                              == view.sample_logits(ref).argmax(1)).float())
-                if kd_loss is not None:
-                    drift.append(view.logit_kd(kd_loss, out, ref, data['data_samples']))
-            rows.append(dict(teacher=name, variant=variant, **figures,
-                             top1_agreement=torch.cat(agree).mean().item(),
-                             kd_drift=torch.cat(drift).mean().item() if drift else None))
+                agree, drift = [], []
+                for data, out, ref in zip(prepared, outputs, reference):
+                    out = _usable_by_autograd(out)  # float32 copies of bf16 outputs
+                    agree.append((view.sample_logits(out).argmax(1)
+                                  == view.sample_logits(ref).argmax(1)).float())
+                    if kd_loss is not None:
+                        drift.append(view.logit_kd(kd_loss, out, ref, data['data_samples']))
+                rows.append(dict(teacher=name, variant=variant, **figures,
+                                 top1_agreement=torch.cat(agree).mean().item(),
+                                 kd_drift=torch.cat(drift).mean().item() if drift else None))
+        finally:
+            teacher.to(memory_format=torch.channels_last if model.teacher_channels_last
+                       else torch.contiguous_format)
     return rows
 
 
@@ -340,6 +350,7 @@ def measure_overhead(student_config: str, configs: Dict[str, str], entries: List
         finally:
             shutil.rmtree(bound_cfg.work_dir, ignore_errors=True)
         for entry in entries:
+            print(f'[benchmark] round {index + 1}/{rounds}: {entry}', flush=True)
             method, _, interval = entry.partition(':')
             cfg = configure(configs[method], int(interval) if interval else None, iters,
                             warmup, batch_size, options)
