@@ -123,6 +123,41 @@ def test_overhead_rounds_pool_each_phase_over_its_rounds():
     assert aver['peak_mib'] == 150.0 and aver['extra_mib'] == 50.0
 
 
+def test_overhead_rounds_rotate_the_phases_and_time_whole_update_intervals(monkeypatch):
+    """Each round starts one phase later; an entry METHOD:N warms up over its first
+    update and times whole intervals; the pooled rows keep the phases' order."""
+    from mmkd_ext.engine import benchmark
+    calls = []
+
+    def configure(config, interval, iters, warmup, batch_size, options):
+        return Config(dict(config=config, interval=interval, iters=iters, warmup=warmup,
+                           work_dir='/nonexistent'))
+
+    def measure_bound(student_cfg, bound_cfg, warmup):
+        calls.append('bound')
+        return [dict(phase='student step alone', **benchmark._figures([1.0], 1, 0, None))], (
+            None, None)
+
+    def measure_training(cfg, phase, warmup):
+        calls.append(f'{phase}:{cfg["iters"]}+{cfg["warmup"]}')
+        assert warmup == cfg['warmup']
+        return dict(phase=phase, interval=cfg['interval'],
+                    **benchmark._figures([2.0], 1, 0, None))
+
+    monkeypatch.setattr(benchmark, 'configure', configure)
+    monkeypatch.setattr(benchmark, 'measure_bound', measure_bound)
+    monkeypatch.setattr(benchmark, 'measure_training', measure_training)
+    monkeypatch.setattr(benchmark, 'measure_teacher_variants', lambda *a: [])
+    result = benchmark.measure_overhead(
+        'student.py', dict(aver='aver.py', mmkd='mmkd.py'), ['aver', 'mmkd:8'], iters=10,
+        warmup=5, batch_size=4, options={}, rounds=3)
+    assert calls == ['bound', 'aver:10+5', 'mmkd:16+8',
+                     'aver:10+5', 'mmkd:16+8', 'bound',
+                     'mmkd:16+8', 'bound', 'aver:10+5']
+    assert [(r['phase'], r['rounds'], r['iters']) for r in result['rows']] == [
+        ('student step alone', 3, 3), ('aver', 3, 3), ('mmkd', 3, 3)]
+
+
 def test_teacher_variant_table_compares_each_option_with_the_float32_forward():
     from mmkd_ext.engine.benchmark import format_teacher_variant_table
     result = dict(rows=[dict(phase='student step alone', mean=1.0),

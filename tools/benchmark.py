@@ -6,7 +6,7 @@ method, over several seeds, each through tools/train.py and tools/test.py; write
 markdown and a CSV table (mean +- std over seeds, gain over the student alone,
 s/iter, peak memory), a bar chart per task and the teacher-weight curves.
 
-    python tools/benchmark.py --quick       # ~25 min on 2 free CPU cores: classification, 2 seeds
+    python tools/benchmark.py --quick       # ~20 min on 2 CPU cores: classification, 2 seeds
     python tools/benchmark.py               # every task, 3 seeds, full schedules (a GPU's work)
         [--tasks classification detection segmentation] [--seeds N] [--jobs J]
         [--methods aver mmkd ...] [--work-root DIR] [--force] [--verbose]
@@ -227,7 +227,7 @@ def main():
     matrix_args = parser.add_argument_group('the method matrix')
     matrix_args.add_argument('--quick', action='store_true',
                              help='the quick preset (classification, 2 seeds, short '
-                             'schedules; ~25 min on 2 free CPU cores)')
+                             'schedules; ~20 min on 2 CPU cores)')
     matrix_args.add_argument('--tasks', nargs='+', choices=sorted(tasks),
                              help="default: the preset's")
     matrix_args.add_argument('--seeds', type=int, help="number of seeds (default: the preset's)")
@@ -243,7 +243,8 @@ def main():
     over = parser.add_argument_group('--overhead')
     over.add_argument('--task', choices=sorted(tasks), help='default: classification')
     over.add_argument('--iters', type=int, default=15,
-                      help='timed iterations per phase and round (default 15)')
+                      help='timed iterations per phase and round (default 15; for '
+                      'METHOD:N rounded up to whole intervals)')
     over.add_argument('--warmup', type=int, default=5,
                       help='untimed iterations before them (default 5)')
     over.add_argument('--rounds', type=int,

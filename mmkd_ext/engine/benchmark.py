@@ -11,8 +11,8 @@ For a task's configs the child process measures, on the same training data:
 
 The bound is (a) + sum(b): no KD step can be cheaper than running its models once.
 Figures are means of the timed iterations (a method's periodic updates count), with
-medians alongside. All phases are measured ``rounds`` times in turn and pooled, so a
-slow drift of the machine's speed reaches every phase alike.
+medians alongside. All phases are measured ``rounds`` times, each round in another
+order, and pooled, so that drifts of the machine's speed reach every phase alike.
 
 Beside the bound, each teacher's forward is timed under the distiller's speed options
 (channels-last inputs and weights, bf16 autocast), with how far they move the
@@ -329,33 +329,48 @@ def measure_overhead(student_config: str, configs: Dict[str, str], entries: List
                      iters: int, warmup: int, batch_size: int, options: dict,
                      rounds: int = 1) -> dict:
     """All phases in this process: the bound from the student's config and the AVER
-    config's teachers, the teachers' speed options, then a KD step per
-    ``METHOD[:INTERVAL]`` entry; ``rounds`` times in turn, pooled per phase (slow
-    drifts of the machine's speed then reach every phase alike)."""
+    config's teachers, the teachers' speed options, and a KD step per
+    ``METHOD[:INTERVAL]`` entry. This is done ``rounds`` times, each round starting
+    one phase later (the bound counts as one), and pooled per phase, so that drifts
+    of the machine's speed reach every phase alike.
+
+    An entry with an interval ``N`` warms up for at least ``N`` iterations (its first
+    update, with its one-time costs, is not timed) and times a whole number of
+    intervals (``iters`` rounded up to a multiple of ``N``)."""
     import mmkd_ext  # noqa: F401
     student_options = {k: v for k, v in options.items() if not k.startswith('model.')}
+    phases = ['the bound'] + list(entries)
     phase_rounds, variant_rounds = [], []
     for index in range(rounds):
-        print(f'[benchmark] round {index + 1}/{rounds}: the bound, the teachers\' options, '
-              f'{" ".join(entries)}; {warmup} warm-up + {iters} timed iterations each',
-              flush=True)
-        # Configured anew each round: every run gets its own work directory and name.
-        bound_cfg = configure(configs['aver'], None, iters, warmup, batch_size, options)
-        try:
-            rows, (model, prepared) = measure_bound(
-                configure(student_config, None, iters, warmup, batch_size, student_options),
-                bound_cfg, warmup)
-            variant_rounds.append(measure_teacher_variants(model, prepared, warmup))
-            del model, prepared
-        finally:
-            shutil.rmtree(bound_cfg.work_dir, ignore_errors=True)
-        for entry in entries:
-            print(f'[benchmark] round {index + 1}/{rounds}: {entry}', flush=True)
-            method, _, interval = entry.partition(':')
-            cfg = configure(configs[method], int(interval) if interval else None, iters,
-                            warmup, batch_size, options)
-            rows.append(measure_training(cfg, method, warmup))
-        phase_rounds.append(rows)
+        order = list(range(len(phases)))
+        order = order[index % len(order):] + order[:index % len(order)]
+        measured = {}
+        for position in order:
+            phase = phases[position]
+            print(f'[benchmark] round {index + 1}/{rounds}: {phase}', flush=True)
+            # Configured anew each time: every run gets its own work directory and name.
+            if position == 0:
+                bound_cfg = configure(configs['aver'], None, iters, warmup, batch_size,
+                                      options)
+                try:
+                    measured[position], (model, prepared) = measure_bound(
+                        configure(student_config, None, iters, warmup, batch_size,
+                                  student_options), bound_cfg, warmup)
+                    variant_rounds.append(measure_teacher_variants(model, prepared, warmup))
+                    del model, prepared
+                finally:
+                    shutil.rmtree(bound_cfg.work_dir, ignore_errors=True)
+                continue
+            method, _, interval = phase.partition(':')
+            interval = int(interval) if interval else None
+            method_warmup, method_iters = warmup, iters
+            if interval:
+                method_warmup = max(warmup, interval)
+                method_iters = -(-iters // interval) * interval
+            cfg = configure(configs[method], interval, method_iters, method_warmup,
+                            batch_size, options)
+            measured[position] = [measure_training(cfg, method, method_warmup)]
+        phase_rounds.append([row for position in sorted(measured) for row in measured[position]])
     return dict(rows=pool_rounds(phase_rounds), teacher_variants=pool_rounds(variant_rounds),
                 device='cuda' if torch.cuda.is_available() else 'cpu', batch_size=batch_size,
                 rounds=rounds)
