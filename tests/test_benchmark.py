@@ -121,6 +121,7 @@ def test_overhead_rounds_pool_each_phase_over_its_rounds():
     assert student['steal'] == pytest.approx(0.2)
     assert aver['mean'] == pytest.approx(3.0) and aver['steal'] is None
     assert aver['peak_mib'] == 150.0 and aver['extra_mib'] == 50.0
+    assert student['round_means'] == [2.0, 6.0] and aver['round_means'] == [2.0, 4.0]
 
 
 def test_overhead_rounds_rotate_the_phases_and_time_whole_update_intervals(monkeypatch):

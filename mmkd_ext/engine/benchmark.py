@@ -146,6 +146,7 @@ def pool_rounds(rounds: List[List[dict]]) -> List[dict]:
         steals = [row['steal'] for row in same if row.get('steal') is not None]
         row = dict(same[0], **_figures(seconds, max(r['peak_mib'] for r in same), 0.0, None))
         row.update(extra_mib=max(r['extra_mib'] for r in same), rounds=len(same),
+                   round_means=[r['mean'] for r in same],
                    steal=statistics.fmean(steals) if steals else None)
         for key in ('top1_agreement', 'kd_drift'):  # teacher variants
             if row.get(key) is not None:
@@ -406,23 +407,25 @@ def format_overhead_table(result: dict) -> str:
     memory = 'GPU' if result['device'] == 'cuda' else 'RSS'
     lines = [f'| phase | update interval | s/iter mean | s/iter median | vs bound '
              f'(mean / median) | vs AVER (mean / median) | peak {memory} MiB '
-             '| memory vs bound | CPU steal |',
-             '|---|---|---|---|---|---|---|---|---|']
+             '| memory vs bound | CPU steal | mean of each round, min-max |',
+             '|---|---|---|---|---|---|---|---|---|---|']
 
-    def steal(r):
-        return '' if r.get('steal') is None else f'{100 * r["steal"]:.0f}%'
+    def noise(r):
+        steal = '' if r.get('steal') is None else f'{100 * r["steal"]:.0f}%'
+        means = r.get('round_means') or [r['mean']]
+        return f'{steal} | {min(means):.4f}-{max(means):.4f}'
     for r in parts:
         lines.append(f'| {r["phase"]} | | {r["mean"]:.4f} | {r["median"]:.4f} | | | '
-                     f'{r["peak_mib"]:.0f} | | {steal(r)} |')
+                     f'{r["peak_mib"]:.0f} | | {noise(r)} |')
     lines.append(f'| **bound** (a) + sum(b) | | {bound:.4f} | {bound_median:.4f} | 1.00x | | '
-                 f'{memory_bound:.0f} | 1.00x | |')
+                 f'{memory_bound:.0f} | 1.00x | | |')
     for r in rows[len(parts):]:
         vs_aver = (f'{r["mean"] / aver["mean"]:.2f}x / {r["median"] / aver["median"]:.2f}x'
                    if aver else '')
         lines.append(f'| {r["phase"]} | {r.get("interval") or "-"} | {r["mean"]:.4f} | '
                      f'{r["median"]:.4f} | {r["mean"] / bound:.2f}x / '
                      f'{r["median"] / bound_median:.2f}x | {vs_aver} | {r["peak_mib"]:.0f} | '
-                     f'{r["peak_mib"] / memory_bound:.2f}x | {steal(r)} |')
+                     f'{r["peak_mib"] / memory_bound:.2f}x | {noise(r)} |')
     return '\n'.join(lines)
 
 
