@@ -33,7 +33,7 @@ class Preset(NamedTuple):
 
 
 PRESETS = {
-    # About 25 minutes on 2 free CPU cores: the classification slice, 2 seeds, short
+    # About 20 minutes on 2 CPU cores: the classification slice, 2 seeds, short
     # schedules, evaluated once by tools/test.py.
     'quick': Preset(('classification', ), 2, True, False),
     # The configs' own schedules and validation on every task, 3 seeds: a GPU's work.
