@@ -326,51 +326,59 @@ def measure_training(cfg: Config, phase: str, warmup: int) -> dict:
                 **_figures(timer.seconds[warmup:], memory.peak_mib(), before, steal.share()))
 
 
+def measure_bound_and_options(student_config: str, aver_config: str, iters: int,
+                              warmup: int, batch_size: int, options: dict) -> tuple:
+    """The bound's phases (:func:`measure_bound`, the student's config without the
+    distiller's ``model.`` options) and the teachers' speed options
+    (:func:`measure_teacher_variants`) on the same batches: ``(rows, variant rows)``."""
+    student_options = {k: v for k, v in options.items() if not k.startswith('model.')}
+    bound_cfg = configure(aver_config, None, iters, warmup, batch_size, options)
+    try:
+        rows, (model, prepared) = measure_bound(
+            configure(student_config, None, iters, warmup, batch_size, student_options),
+            bound_cfg, warmup)
+        return rows, measure_teacher_variants(model, prepared, warmup)
+    finally:
+        shutil.rmtree(bound_cfg.work_dir, ignore_errors=True)
+
+
+def measure_method(configs: Dict[str, str], entry: str, iters: int, warmup: int,
+                   batch_size: int, options: dict) -> dict:
+    """Phase (c) for one ``METHOD[:N]`` entry. With an interval ``N`` it warms up for at
+    least ``N`` iterations (its first update, with its one-time costs, is not timed)
+    and times a whole number of intervals (``iters`` rounded up to a multiple of N)."""
+    method, _, interval = entry.partition(':')
+    interval = int(interval) if interval else None
+    if interval:
+        warmup, iters = max(warmup, interval), -(-iters // interval) * interval
+    cfg = configure(configs[method], interval, iters, warmup, batch_size, options)
+    return measure_training(cfg, method, warmup)
+
+
 def measure_overhead(student_config: str, configs: Dict[str, str], entries: List[str],
                      iters: int, warmup: int, batch_size: int, options: dict,
                      rounds: int = 1) -> dict:
     """All phases in this process: the bound from the student's config and the AVER
     config's teachers, the teachers' speed options, and a KD step per
-    ``METHOD[:INTERVAL]`` entry. This is done ``rounds`` times, each round starting
-    one phase later (the bound counts as one), and pooled per phase, so that drifts
-    of the machine's speed reach every phase alike.
-
-    An entry with an interval ``N`` warms up for at least ``N`` iterations (its first
-    update, with its one-time costs, is not timed) and times a whole number of
-    intervals (``iters`` rounded up to a multiple of ``N``)."""
+    ``METHOD[:INTERVAL]`` entry (:func:`measure_method`). This is done ``rounds``
+    times, each round starting one phase later (the bound counts as one), and pooled
+    per phase, so that drifts of the machine's speed reach every phase alike. Every
+    run is configured anew, with its own work directory and name."""
     import mmkd_ext  # noqa: F401
-    student_options = {k: v for k, v in options.items() if not k.startswith('model.')}
     phases = ['the bound'] + list(entries)
     phase_rounds, variant_rounds = [], []
     for index in range(rounds):
-        order = list(range(len(phases)))
-        order = order[index % len(order):] + order[:index % len(order)]
+        shift = index % len(phases)
         measured = {}
-        for position in order:
-            phase = phases[position]
-            print(f'[benchmark] round {index + 1}/{rounds}: {phase}', flush=True)
-            # Configured anew each time: every run gets its own work directory and name.
+        for position in list(range(shift, len(phases))) + list(range(shift)):
+            print(f'[benchmark] round {index + 1}/{rounds}: {phases[position]}', flush=True)
             if position == 0:
-                bound_cfg = configure(configs['aver'], None, iters, warmup, batch_size,
-                                      options)
-                try:
-                    measured[position], (model, prepared) = measure_bound(
-                        configure(student_config, None, iters, warmup, batch_size,
-                                  student_options), bound_cfg, warmup)
-                    variant_rounds.append(measure_teacher_variants(model, prepared, warmup))
-                    del model, prepared
-                finally:
-                    shutil.rmtree(bound_cfg.work_dir, ignore_errors=True)
-                continue
-            method, _, interval = phase.partition(':')
-            interval = int(interval) if interval else None
-            method_warmup, method_iters = warmup, iters
-            if interval:
-                method_warmup = max(warmup, interval)
-                method_iters = -(-iters // interval) * interval
-            cfg = configure(configs[method], interval, method_iters, method_warmup,
-                            batch_size, options)
-            measured[position] = [measure_training(cfg, method, method_warmup)]
+                measured[0], variants = measure_bound_and_options(
+                    student_config, configs['aver'], iters, warmup, batch_size, options)
+                variant_rounds.append(variants)
+            else:
+                measured[position] = [measure_method(configs, phases[position], iters,
+                                                     warmup, batch_size, options)]
         phase_rounds.append([row for position in sorted(measured) for row in measured[position]])
     return dict(rows=pool_rounds(phase_rounds), teacher_variants=pool_rounds(variant_rounds),
                 device='cuda' if torch.cuda.is_available() else 'cpu', batch_size=batch_size,
