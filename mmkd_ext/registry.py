@@ -15,14 +15,11 @@ MODELS = Registry(
     'model',
     parent=MMENGINE_MODELS,
     scope='mmkd_ext',
-    locations=[
-        'mmkd_ext.distillers', 'mmkd_ext.weighting', 'mmkd_ext.adapters',
-        'mmkd_ext.losses'
-    ])
+    locations=['mmkd_ext.models'])
 
 #: Training hooks (teacher-weight logging, meta / agent updates).
 HOOKS = Registry(
-    'hook', parent=MMENGINE_HOOKS, scope='mmkd_ext', locations=['mmkd_ext.hooks'])
+    'hook', parent=MMENGINE_HOOKS, scope='mmkd_ext', locations=['mmkd_ext.engine.hooks'])
 
 #: Datasets (checked variants of the libraries' datasets).
 DATASETS = Registry(
@@ -30,4 +27,4 @@ DATASETS = Registry(
 
 #: Task views: what "logits", "KD term", "teacher loss" and "features" mean per task.
 TASK_VIEWS = Registry(
-    'task view', scope='mmkd_ext', locations=['mmkd_ext.task_views'])
+    'task view', scope='mmkd_ext', locations=['mmkd_ext.models.task_views'])

@@ -25,7 +25,7 @@ torch.set_num_threads(2)
 @pytest.fixture(scope='session')
 def shapes_root(tmp_path_factory):
     """Shapes-10 with 160 train / 80 val images."""
-    from mmkd_ext.datasets import generate_shapes10
+    from mmkd_ext.synthetic_data import generate_shapes10
     root = str(tmp_path_factory.mktemp('shapes10'))
     generate_shapes10(root, num_train=160, num_val=80, seed=0)
     return root
@@ -117,7 +117,7 @@ def two_teachers(tmp_path):
 
 
 def make_distiller(teachers, **kwargs):
-    from mmkd_ext.distillers import MultiTeacherDistiller
+    from mmkd_ext.models.distillers import MultiTeacherDistiller
     kwargs.setdefault('feature_kd', dict(weight=2.0))
     torch.manual_seed(0)
     return MultiTeacherDistiller(student=tiny_classifier(4), teachers=teachers, **kwargs)
@@ -144,7 +144,7 @@ DET_STUDENT_CONFIG = osp.join(DET_CONFIGS, 'students/retinanet_r18_w16_coco_shap
 @pytest.fixture(scope='session')
 def coco_root(tmp_path_factory):
     """Shapes-COCO with 24 train / 12 val images of 160 px."""
-    from mmkd_ext.datasets import generate_coco_shapes
+    from mmkd_ext.synthetic_data import generate_coco_shapes
     root = str(tmp_path_factory.mktemp('coco_shapes'))
     generate_coco_shapes(root, num_train=24, num_val=12, seed=0)
     return root
@@ -179,7 +179,7 @@ SEG_STUDENT_CONFIG = osp.join(SEG_CONFIGS, 'students/pspnet_r18_w8_cityscapes_st
 @pytest.fixture(scope='session')
 def streets_root(tmp_path_factory):
     """Cityscapes-Streets with 16 train / 8 val images of 128x256."""
-    from mmkd_ext.datasets import generate_street_scenes
+    from mmkd_ext.synthetic_data import generate_street_scenes
     root = str(tmp_path_factory.mktemp('cityscapes_streets'))
     generate_street_scenes(root, num_train=16, num_val=8, seed=0)
     return root

@@ -17,8 +17,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.utils import import_modules_from_strings
 
 import mmkd_ext  # noqa: F401
-from mmkd_ext.engine.launch import build_runner, setup_launcher
-from mmkd_ext.hooks.base import WeightingTrainerHook
+from mmkd_ext.utils.launch import build_runner, setup_launcher
+from mmkd_ext.engine.hooks.base import WeightingTrainerHook
 
 
 def run(index: int, job: dict) -> None:

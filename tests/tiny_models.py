@@ -9,7 +9,7 @@ IGNORE = 255
 
 def tiny_distiller(student, teachers, probe_shape, **kwargs):
     """A seeded ``MultiTeacherDistiller`` in training mode, feature KD on by default."""
-    from mmkd_ext.distillers import MultiTeacherDistiller
+    from mmkd_ext.models.distillers import MultiTeacherDistiller
     kwargs.setdefault('feature_kd', dict(weight=1.0))
     torch.manual_seed(0)
     model = MultiTeacherDistiller(student=student, teachers=teachers, probe_shape=probe_shape,

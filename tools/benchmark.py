@@ -37,6 +37,7 @@ import sys
 from typing import Dict
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # the repository's benchmarks/ package
 
 
 def prepare_teachers(task, teacher_dir: str) -> Dict[str, str]:
@@ -76,7 +77,7 @@ def prepare_data(task, data_root=None) -> str:
 
 def overhead(args, task_name: str, task) -> None:
     """``--overhead``: the bound and each method's KD step, in one child process."""
-    from mmkd_ext.engine.benchmark import (METHODS, format_overhead_table,
+    from benchmarks.benchmark import (METHODS, format_overhead_table,
                                            format_teacher_variant_table, run_in_subprocess)
     data_root = prepare_data(task, args.data_root)
     checkpoints = prepare_teachers(task, args.teacher_dir
@@ -103,9 +104,9 @@ def overhead(args, task_name: str, task) -> None:
 
 def method_matrix(args, tasks) -> int:
     """The default mode; returns the exit status (1 if a run failed)."""
-    from mmkd_ext.engine import matrix
-    from mmkd_ext.engine.benchmark import METHODS
-    from mmkd_ext.engine.plotting import plot_weight_grid
+    from benchmarks import matrix
+    from benchmarks.benchmark import METHODS
+    from benchmarks.plotting import plot_weight_grid
     preset_name = 'quick' if args.quick else 'full'
     preset = matrix.PRESETS[preset_name]
     names = args.tasks or list(preset.tasks)
@@ -204,16 +205,16 @@ def check_args(parser, args, methods) -> None:
         parser.error(f'--cfg-options takes KEY=VALUE entries, not {malformed}')
     if args.tasks:
         args.tasks = list(dict.fromkeys(args.tasks))
-    from mmkd_ext.engine.matrix import PRESETS
+    from benchmarks.matrix import PRESETS
     preset_tasks = PRESETS['quick' if args.quick else 'full'].tasks
     if not args.overhead and args.data_root and len(args.tasks or preset_tasks) > 1:
         parser.error('--data-root needs a single task (--tasks NAME)')
 
 
 def main():
-    from mmkd_ext.engine.benchmark import METHODS
-    from mmkd_ext.engine.experiments import absolute_paths
-    from mmkd_ext.engine.tasks import make_tasks
+    from benchmarks.benchmark import METHODS
+    from benchmarks.experiments import absolute_paths
+    from benchmarks.tasks import make_tasks
     tasks = make_tasks(ROOT)
     parser = argparse.ArgumentParser(
         description='mmkd_ext benchmarks: the method matrix (default) or --overhead',
@@ -259,7 +260,7 @@ def main():
     args = parser.parse_args()
 
     if args.overhead_child:
-        from mmkd_ext.engine.benchmark import measure_overhead
+        from benchmarks.benchmark import measure_overhead
         print('BENCH ' + json.dumps(measure_overhead(**json.loads(args.overhead_child))),
               flush=True)
         return

@@ -12,14 +12,16 @@ reused; ``--force`` redoes them.
 import argparse
 import os
 import os.path as osp
+import sys
 import time
 from typing import List
 
-from mmkd_ext.engine import experiments
-from mmkd_ext.engine.experiments import slug
-from mmkd_ext.engine.tasks import Run, Task, make_tasks
-
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # the repository's benchmarks/ package
+
+from benchmarks import experiments  # noqa: E402
+from benchmarks.experiments import slug  # noqa: E402
+from benchmarks.tasks import Run, Task, make_tasks  # noqa: E402
 
 
 def train_and_test(run: Run, task: Task, teacher_dir: str, force: bool,
@@ -89,7 +91,7 @@ def main():
     teacher_dir = osp.join(task.work_root, 'teachers')
     os.makedirs(teacher_dir, exist_ok=True)
 
-    from mmkd_ext.engine.plotting import plot_score_bars, plot_teacher_weights
+    from benchmarks.plotting import plot_score_bars, plot_teacher_weights
     meta = task.generate(task.data_root)
     print(f'[demo] {task.dataset} data in {task.data_root}: '
           f'{"already there" if meta["skipped"] else "generated"}')

@@ -7,7 +7,7 @@ The result loads in plain mmpretrain / mmdet / mmseg (``init_model`` or
 """
 import argparse
 
-from mmkd_ext.engine.export import export_student
+from mmkd_ext.apis.export import export_student
 
 
 def main():

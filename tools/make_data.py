@@ -10,7 +10,7 @@
 """
 import argparse
 
-from mmkd_ext.datasets import generate_coco_shapes, generate_shapes10, generate_street_scenes
+from mmkd_ext.synthetic_data import generate_coco_shapes, generate_shapes10, generate_street_scenes
 
 
 def main():

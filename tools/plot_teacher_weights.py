@@ -3,8 +3,12 @@
     python tools/plot_teacher_weights.py WORK_DIR [--out teacher_weights.png]
 """
 import argparse
+import os.path as osp
+import sys
 
-from mmkd_ext.engine.plotting import plot_teacher_weights
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # benchmarks/
+
+from benchmarks.plotting import plot_teacher_weights  # noqa: E402
 
 
 def main():

@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.evaluator import DumpResults
 
 import mmkd_ext  # noqa: F401
-from mmkd_ext.engine.launch import (add_launch_args, build_runner, default_work_dir,
+from mmkd_ext.utils.launch import (add_launch_args, build_runner, default_work_dir,
                                     parse_launch_args, setup_launcher)
 
 

@@ -8,7 +8,7 @@ import argparse
 from mmengine.config import Config
 
 import mmkd_ext  # noqa: F401 (registers mmkd_ext types, safe checkpoint loading and saving)
-from mmkd_ext.engine.launch import (add_launch_args, build_runner, default_work_dir,
+from mmkd_ext.utils.launch import (add_launch_args, build_runner, default_work_dir,
                                     enable_amp, parse_launch_args, setup_launcher)
 from mmkd_ext.utils import latest_checkpoint
 

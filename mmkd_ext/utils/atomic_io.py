@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional, Union
 
-from mmengine.fileio import LocalBackend, register_backend
+from mmengine.fileio import LocalBackend
 
 
 def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
@@ -62,8 +62,6 @@ class AtomicLocalBackend(LocalBackend):
     def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
         atomic_write(obj.encode(encoding), filepath)
 
-
-register_backend('local', AtomicLocalBackend, force=True, prefixes='')
 
 
 #: Checkpoints MMEngine's CheckpointHook writes: ``iter_<n>.pth`` / ``epoch_<n>.pth``.

@@ -79,7 +79,6 @@ def safe_torch_load(filename: str, map_location=None):
                 'this file, convert it to a plain state dict first.') from err
 
 
-@CheckpointLoader.register_scheme(prefixes='', force=True)
 def load_from_local(filename: str, map_location=None):
     """MMEngine's loader for local paths, made weights-only (see module doc)."""
     return safe_torch_load(filename, map_location)

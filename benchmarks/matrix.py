@@ -1,0 +1,333 @@
+"""The benchmark matrix: tasks x {teachers, student alone, best single teacher,
+every weighting method} x seeds, each run trained with ``tools/train.py`` and
+evaluated with ``tools/test.py``, summarised as mean +- std over seeds.
+
+Teachers are trained once per task (seed 0) and exported; the best of them (by its
+metric) is the teacher of the plain single-teacher KD row. Every run is cached in
+its work directory, so a re-run skips what finished and continues what was stopped.
+"""
+import csv
+import os
+import os.path as osp
+import queue
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+
+from benchmarks import experiments
+from benchmarks.experiments import slug
+from benchmarks.tasks import Task
+
+#: Rows of each task's table after the teachers, in order.
+STUDENT_ALONE = 'student alone'
+SINGLE_TEACHER = 'single teacher'
+
+
+class Preset(NamedTuple):
+    tasks: Sequence[str]
+    seeds: int
+    quick: bool     # the tasks' quick schedules instead of their configs' own
+    validate: bool  # validate during training (the table's metric is tools/test.py's)
+
+
+PRESETS = {
+    # About 20 minutes on 2 CPU cores: the classification slice, 2 seeds, short
+    # schedules, evaluated once by tools/test.py.
+    'quick': Preset(('classification', ), 2, True, False),
+    # The configs' own schedules and validation on every task, 3 seeds: a GPU's work.
+    'full': Preset(('classification', 'detection', 'segmentation'), 3, False, True),
+}
+
+
+class Experiment(NamedTuple):
+    task: str
+    row: str           # the table row, e.g. 'KD: AVER'
+    role: str          # 'teacher', 'student', 'single' or 'distilled'
+    config: str
+    seed: int
+    work_dir: str
+    options: Dict[str, object]  # cfg-options
+    export_to: Optional[str] = None  # teachers: the exported checkpoint
+    method: Optional[str] = None
+    validate: bool = True
+
+
+class Outcome(NamedTuple):
+    experiment: Experiment
+    result: Optional[dict]  # experiments.train_and_test's, None if it failed
+    error: Optional[str] = None
+
+
+def option_strings(options: Dict[str, object]) -> List[str]:
+    """``k=v`` command-line cfg-options.
+
+    Raises:
+        ValueError: a value that MMEngine's ``DictAction`` would not read back as
+            given (a string with spaces, commas or quotes, e.g. a path; a dict).
+    """
+    strings = []
+    for key, value in options.items():
+        if isinstance(value, dict) or (isinstance(value, str) and any(
+                c in value for c in ' ,\'"')):
+            raise ValueError(f'cfg-option {key}={value!r} cannot pass through the command '
+                             'line (spaces, commas or quotes in a path?): use a path without '
+                             'them, or set it in the config')
+        strings.append(f'{key}={value}')
+    return strings
+
+
+class Settings(NamedTuple):
+    """What every run of a task shares."""
+    work_root: str
+    data_root: str
+    quick: bool
+    extra_options: Dict[str, object] = {}  # the user's cfg-options, applied last
+    validate: bool = True
+
+
+def _base_options(task: Task, settings: Settings, role: str, seed: int) -> dict:
+    options = dict(task.data_options(settings.data_root))
+    if settings.quick:
+        options.update(task.quick_schedule['teacher' if role == 'teacher' else 'student'])
+    options['randomness.seed'] = seed
+    options.update(settings.extra_options)
+    return options
+
+
+def plan_teachers(name: str, task: Task, settings: Settings) -> List[Experiment]:
+    """The task's teachers, trained with seed 0 and exported to ``<task>/teachers``."""
+    task_root = osp.join(settings.work_root, name)
+    return [Experiment(name, run.name, 'teacher', run.config, 0,
+                       osp.join(task_root, 'teachers', slug(run.name)),
+                       _base_options(task, settings, 'teacher', 0),
+                       export_to=osp.join(task_root, 'teachers', run.export_as),
+                       validate=settings.validate)
+            for run in task.teachers]
+
+
+def write_single_teacher_config(aver_config: str, teacher_index: int, path: str) -> str:
+    """A config distilling from one of ``aver_config``'s teachers only (plain KD: the
+    uniform weighting of one teacher is 1)."""
+    from mmengine.config import Config
+    teacher = Config.fromfile(aver_config).model.teachers[teacher_index].to_dict()
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(f'# Plain KD from one teacher: {osp.basename(aver_config)} with its teacher '
+                f'{teacher["name"]!r} only.\n'
+                f'_base_ = [{osp.abspath(aver_config)!r}]\n'
+                f'model = dict(teachers=[{teacher!r}])\n')
+    return path
+
+
+def plan_students(name: str, task: Task, settings: Settings, seeds: Sequence[int],
+                  methods: Sequence[str], best_teacher: Optional[int]) -> List[Experiment]:
+    """The student alone, plain KD from teacher ``best_teacher`` (an index into the
+    task's teachers; None leaves the row out) and each method, for every seed."""
+    task_root = osp.join(settings.work_root, name)
+    teacher_files = task.teacher_files(osp.join(task_root, 'teachers'))
+    rows = [(STUDENT_ALONE, 'student', task.student_config, None)]
+    if best_teacher is not None:
+        teacher = task.teachers[best_teacher]
+        config = write_single_teacher_config(
+            task.distill_config('aver'), best_teacher,
+            osp.join(task_root, 'configs', f'kd_single_{slug(teacher.name)}.py'))
+        rows.append((f'{SINGLE_TEACHER} ({teacher.name})', 'single', config, None))
+    rows += [(run.name, 'distilled', run.config, run.method) for run in task.runs
+             if run.method in methods]
+    planned = []
+    for seed in seeds:
+        for row, role, config, method in rows:
+            options = _base_options(task, settings, role, seed)
+            if role == 'single':
+                options.update(task.checkpoint_options([teacher_files[best_teacher]]))
+            elif role == 'distilled':
+                options.update(task.checkpoint_options(teacher_files))
+            planned.append(Experiment(name, row, role, config, seed,
+                                      osp.join(task_root, f'seed{seed}', slug(row)), options,
+                                      method=method, validate=settings.validate))
+    return planned
+
+
+class Progress:
+    """Prints each finished run with the count and an ETA from this session's runs."""
+
+    def __init__(self, total: int, jobs: int, label: str,
+                 print_fn: Callable[[str], None] = print):
+        self.total, self.jobs, self.label, self.print = total, jobs, label, print_fn
+        self.done, self.seconds = 0, []
+        self.started = time.time()
+        self.lock = threading.Lock()
+
+    def finished(self, outcome: Outcome, seconds: float, metric_name: str) -> None:
+        with self.lock:
+            self.done += 1
+            exp, result = outcome.experiment, outcome.result
+            if result is None:
+                what = f'FAILED: {outcome.error}'
+            else:
+                cached = result.get('cached')
+                if not cached:
+                    self.seconds.append(seconds)
+                what = (f'{metric_name} {result["score"]:.2f}'
+                        + (' (done before)' if cached else f' ({seconds:.0f} s)'))
+            left = self.total - self.done
+            eta = ''
+            if left and self.seconds:
+                eta = f'; ETA {_duration(statistics.fmean(self.seconds) * left / self.jobs)}'
+            self.print(f'[benchmark] {self.label} {self.done}/{self.total} done: {exp.task} | '
+                       f'{exp.row} | seed {exp.seed}: {what}{eta}')
+
+
+def _duration(seconds: float) -> str:
+    return f'{seconds:.0f} s' if seconds < 90 else f'{seconds / 60:.0f} min'
+
+
+def _job_environments(jobs: int) -> 'queue.Queue[dict]':
+    """One environment per concurrent job: its own GPU (of those visible), or without
+    GPUs an equal share of the CPU threads."""
+    import torch
+    slots = queue.Queue()
+    gpus = torch.cuda.device_count()
+    if 0 < gpus < jobs:
+        raise ValueError(f'--jobs {jobs} needs {jobs} GPUs; {gpus} are visible.')
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+    devices = visible.split(',') if visible else [str(i) for i in range(gpus)]
+    for slot in range(jobs):
+        env = dict(os.environ)
+        if gpus and jobs > 1:
+            env['CUDA_VISIBLE_DEVICES'] = devices[slot]
+        elif jobs > 1:
+            threads = str(max(1, (os.cpu_count() or 1) // jobs))
+            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        slots.put(env)
+    return slots
+
+
+def run_experiments(planned: Sequence[Experiment], tasks: Dict[str, Task], root: str,
+                    jobs: int, label: str, force: bool = False,
+                    verbose: bool = False) -> List[Outcome]:
+    """Run ``planned`` (``jobs`` at a time); a failed run is reported and the others go
+    on. Outcomes come back in the order planned."""
+    progress = Progress(len(planned), jobs, label)
+    slots = _job_environments(jobs)
+
+    def execute(exp: Experiment) -> Outcome:
+        task = tasks[exp.task]
+        env = slots.get()
+        label = f'{exp.task} | {exp.row} | seed {exp.seed}'
+        if force or not experiments.is_finished(exp.work_dir):
+            print(f'[benchmark] {label}: training ({exp.work_dir})', flush=True)
+        start = time.time()
+        try:
+            result = experiments.train_and_test(
+                exp.config, exp.work_dir, task.metric_key, task.metric_scale, root,
+                option_strings(exp.options), export_to=exp.export_to,
+                validate=exp.validate, force=force,
+                echo=experiments.progress_echo(f'    [{label}] ') if verbose else None,
+                env=env)
+            outcome = Outcome(exp, result)
+        except experiments.ExperimentFailed as error:
+            outcome = Outcome(exp, None, str(error))
+        except Exception as error:  # any other failure of one run must not stop the rest
+            outcome = Outcome(exp, None, f'{type(error).__name__}: {error}')
+        finally:
+            slots.put(env)
+        progress.finished(outcome, time.time() - start, task.metric_name)
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(execute, planned))
+
+
+def best_teacher_index(outcomes: Sequence[Outcome]) -> Optional[int]:
+    """Index of the best-scoring teacher among a task's teacher outcomes (all must have
+    finished), or None."""
+    if not outcomes or any(o.result is None for o in outcomes):
+        return None
+    scores = [o.result['score'] for o in outcomes]
+    return scores.index(max(scores))
+
+
+def summarise(outcomes: Sequence[Outcome], tasks: Dict[str, Task]) -> List[dict]:
+    """One row per task and table row: the metric's mean and sample std over seeds, the
+    gain over the student alone's mean, median s/iter and peak memory."""
+    grouped: Dict[tuple, List[Outcome]] = {}
+    for outcome in outcomes:
+        grouped.setdefault((outcome.experiment.task, outcome.experiment.row), []).append(outcome)
+    rows = []
+    for (task, row), group in grouped.items():
+        finished = [o.result for o in group if o.result is not None]
+        scores = [r['score'] for r in finished]
+        rows.append(dict(
+            task=task, row=row, role=group[0].experiment.role, metric=tasks[task].metric_name,
+            mean=statistics.fmean(scores) if scores else None,
+            std=statistics.stdev(scores) if len(scores) > 1 else None,
+            runs=len(finished), failed=len(group) - len(finished),
+            s_per_iter=_mean_of(r.get('s_per_iter') for r in finished),
+            peak_mib=_mean_of(r.get('peak_mib') for r in finished),
+            errors=[o.error for o in group if o.error]))
+    for row in rows:
+        alone = next((r for r in rows if r['task'] == row['task'] and r['role'] == 'student'),
+                     None)
+        row['gain'] = (row['mean'] - alone['mean'] if row['role'] in ('single', 'distilled')
+                       and alone and alone['mean'] is not None and row['mean'] is not None
+                       else None)
+    return rows
+
+
+def _mean_of(values) -> Optional[float]:
+    values = [v for v in values if v is not None and v == v]
+    return statistics.fmean(values) if values else None
+
+
+def _fmt(value: Optional[float], spec: str, sign: bool = False) -> str:
+    if value is None:
+        return ''
+    return format(value, ('+' if sign else '') + spec)
+
+
+def format_markdown(rows: Sequence[dict]) -> str:
+    """A markdown table per task; failed runs are listed under their table."""
+    parts = []
+    for task in dict.fromkeys(r['task'] for r in rows):
+        task_rows = [r for r in rows if r['task'] == task]
+        metric = task_rows[0]['metric']
+        lines = [f'### {task}', '',
+                 f'| model | {metric} mean | std | gain vs student alone | s/iter | '
+                 'peak memory (MiB) | runs |', '|---|---|---|---|---|---|---|']
+        notes = []
+        for r in task_rows:
+            mean = _fmt(r['mean'], '.2f') if r['mean'] is not None else 'failed'
+            runs = f'{r["runs"]}' + (f' ({r["failed"]} failed)' if r['failed'] else '')
+            lines.append(f'| {r["row"]} | {mean} | {_fmt(r["std"], ".2f")} | '
+                         f'{_fmt(r["gain"], ".2f", sign=True)} | {_fmt(r["s_per_iter"], ".3f")} '
+                         f'| {_fmt(r["peak_mib"], ".0f")} | {runs} |')
+            notes += [f'- {r["row"]}: {error}' for error in r['errors']]
+        if notes:
+            lines += ['', 'Failed runs:', *notes]
+        parts.append('\n'.join(lines))
+    return '\n\n'.join(parts) + '\n'
+
+
+CSV_FIELDS = ('task', 'row', 'role', 'metric', 'mean', 'std', 'gain', 'runs', 'failed',
+              's_per_iter', 'peak_mib')
+
+
+def write_csv(rows: Sequence[dict], path: str) -> None:
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, CSV_FIELDS, extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_task_bars(rows: Sequence[dict], task: Task, path: str) -> str:
+    """Bar chart of one task's rows: mean with a std error bar, coloured by role."""
+    from benchmarks.plotting import plot_score_bars
+    shown = [r for r in rows if r['mean'] is not None]
+    return plot_score_bars([r['row'] for r in shown], [r['mean'] for r in shown],
+                           [r['role'] for r in shown], path,
+                           f'{task.metric_name}, mean over seeds',
+                           f'{task.title} (error bars: std over seeds)',
+                           spreads=[r['std'] for r in shown])

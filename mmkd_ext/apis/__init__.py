@@ -1,0 +1,3 @@
+from .export import export_student
+
+__all__ = ['export_student']

@@ -1,0 +1,269 @@
+"""MetaWeightHook: the bi-level update of MMKD's weight networks."""
+import logging
+import random
+import time
+from contextlib import contextmanager
+from typing import Optional
+
+import numpy as np
+import torch
+from mmengine.dataset import ConcatDataset
+from mmengine.dist import get_rank, get_world_size
+from mmengine.logging import print_log
+from mmengine.registry import OPTIMIZERS
+
+from mmkd_ext.utils.dist_utils import average_gradients, gather_rows
+from mmkd_ext.engine.optimizers.lookahead import call, differentiable_steps, mirror_optimizer, sum_losses
+from mmkd_ext.registry import HOOKS
+from mmkd_ext.models.weighting.meta_weight_net import MetaWeightNet
+from .base import WeightingTrainerHook
+
+
+@contextmanager
+def isolated_random_state(seed: int):
+    """Run a block with seeded python/numpy/torch-CPU RNGs, then restore them, so
+    extra data loading (with random augmentation) leaves training's RNG streams as
+    they were. Device (CUDA) generators are not touched."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.default_generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def _student_tensors(tensors: dict) -> dict:
+    return {k[len('student.'):]: v for k, v in tensors.items() if k.startswith('student.')}
+
+
+@HOOKS.register_module()
+class MetaWeightHook(WeightingTrainerHook):
+    """Trains :class:`~mmkd_ext.models.weighting.MetaWeightNet` by bi-level optimisation.
+
+    Every ``interval`` iterations, after the regular step:
+
+    1. draw a quiz batch of ``quiz_batch_size`` samples from the hard buffer (first
+       filled with the earliest training samples, then slots overwritten at random
+       by samples the student gets wrong); ``use_hard_buffer=False`` uses the
+       current batch;
+    2. from the live student (and adapters) take ``inner_kd_steps`` differentiable
+       steps on the weighted distillation terms, then ``inner_ce_steps`` on the task
+       loss, mirroring the student optimizer (SGD, Adam or AdamW) with its current
+       hyper-parameters and state (momentum buffers, moments, step count);
+    3. back-propagate the task loss of the stepped student on the quiz batch through
+       the unrolled steps to the weight networks (the exact hypergradient) and take
+       one step of the meta optimizer (Adam by default).
+
+    The nets' inputs (student logits and features) are detached, as in MMKD, so
+    the hypergradient flows through the weights they output, not through how their
+    inputs move along the unrolled steps.
+
+    The look-ahead is functional: the live student, its BN statistics and the
+    student optimizer's state are left bit-for-bit as they were. In distributed
+    runs the hard buffer is shared (each step's samples are gathered from every
+    rank), each rank draws its own block of quiz samples from it, and the nets'
+    gradients are averaged over ranks, so every rank keeps identical nets and hook
+    state. The meta optimizer, the hard buffer and the hook's RNG are saved in
+    checkpoints, so ``--resume`` continues exactly, also in distributed runs.
+
+    The hard buffer holds dataset indices, read from ``sample_idx`` in the data
+    samples' metainfo (mmpretrain's ``PackInputs`` has it by default), and quiz
+    samples are loaded through the train dataset's pipeline under the hook's own
+    seeded RNG (a ``ConcatDataset`` is refused: its samples' ``sample_idx`` index the
+    sub-datasets).
+
+    The hook runs right after the optimizer step of its iteration, before the LR
+    scheduler steps, so the look-ahead uses the learning rate of the step just
+    taken; its time counts in the logged iteration time. Gradient clipping of the
+    student's optimizer wrapper is not mirrored in the look-ahead (a warning says so).
+
+    Logged: ``meta_loss`` (the outer task loss) and ``meta_time_share`` (the share of
+    training wall time spent in meta steps).
+    """
+    weighting_type = MetaWeightNet
+    checkpoint_key = 'meta_weight_hook'
+
+    def __init__(self,
+                 interval: int = 5,
+                 buffer_size: int = 256,
+                 quiz_batch_size: int = 64,
+                 use_hard_buffer: bool = True,
+                 inner_kd_steps: int = 2,
+                 inner_ce_steps: int = 1,
+                 optimizer: dict = dict(type='Adam', lr=1e-3, weight_decay=1e-4),
+                 seed: int = 0):
+        if interval < 1 or inner_kd_steps < 0 or inner_ce_steps < 0:
+            raise ValueError('interval must be >= 1 and the inner step counts >= 0.')
+        if use_hard_buffer and quiz_batch_size > buffer_size:
+            raise ValueError(f'quiz_batch_size ({quiz_batch_size}) exceeds buffer_size '
+                             f'({buffer_size}).')
+        self.interval = interval
+        self.buffer_size = buffer_size
+        self.quiz_batch_size = quiz_batch_size
+        self.use_hard_buffer = use_hard_buffer
+        self.inner_kd_steps = inner_kd_steps
+        self.inner_ce_steps = inner_ce_steps
+        self.optimizer_cfg = dict(optimizer)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.buffer = torch.zeros(0, dtype=torch.long)
+        self.meta_seconds = 0.0
+        self._train_seconds = 0.0
+        self.meta_optimizer: Optional[torch.optim.Optimizer] = None
+
+    # ------------------------------------------------------------------ set-up
+    def before_train(self, runner) -> None:
+        model = self.distiller(runner)
+        self.meta_optimizer = OPTIMIZERS.build(
+            dict(self.optimizer_cfg, params=model.weighting.parameters()))
+        self._train_seconds = 0.0
+        self.restore_on_resume(runner)
+        loader = runner.train_dataloader
+        self._dataset, self._collate = loader.dataset, loader.collate_fn
+        if self.use_hard_buffer and isinstance(self._dataset, ConcatDataset):
+            raise TypeError('MetaWeightHook cannot map sample_idx of a ConcatDataset back '
+                            'to its samples; set use_hard_buffer=False.')
+        quiz_blocks = self.quiz_batch_size * get_world_size()
+        if self.use_hard_buffer and quiz_blocks > self.buffer_size:
+            raise ValueError(
+                f'MetaWeightHook: {get_world_size()} ranks draw quiz_batch_size='
+                f'{self.quiz_batch_size} samples each from one hard buffer, which needs '
+                f'buffer_size >= {quiz_blocks} (got {self.buffer_size}); raise buffer_size.')
+        self.check_student_supported(model, runner.optim_wrapper)
+        if getattr(runner.optim_wrapper, 'clip_grad_kwargs', None):
+            print_log('MetaWeightHook: the look-ahead steps do not clip gradients as the '
+                      "student's optim_wrapper does.", logger='current', level=logging.WARNING)
+        self._iter_start = time.perf_counter()
+
+    @staticmethod
+    def check_student_supported(model, optim_wrapper) -> None:
+        """Refuse, before training, what the look-ahead cannot mirror: an optimizer other
+        than SGD/Adam/AdamW, several optimizers, or SyncBN (torch has no second
+        derivative of its synchronised backward)."""
+        if not isinstance(getattr(optim_wrapper, 'optimizer', None), torch.optim.Optimizer):
+            raise TypeError('MetaWeightHook mirrors one student optimizer; got '
+                            f'{type(optim_wrapper).__name__}: use a single OptimWrapper.')
+        mirror_optimizer(optim_wrapper.optimizer, {})  # raises for unsupported optimizers
+        if any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.student.modules()):
+            raise TypeError(
+                'MetaWeightHook differentiates twice through the student, which SyncBN '
+                "does not support (torch): give the student plain BN, e.g. student=dict("
+                "config=..., cfg_options={'backbone.norm_cfg': dict(type='BN', "
+                "requires_grad=True), ...}) for every norm_cfg of its config.")
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._iter_start = time.perf_counter()
+
+    # ------------------------------------------------------------ every step
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        model = self.distiller(runner)
+        if model.non_finite_terms:  # a step SkipNonFiniteStepsHook skipped
+            return
+        if self.use_hard_buffer:
+            self._update_buffer(model, data_batch)
+        if (runner.iter + 1) % self.interval == 0:
+            start = time.perf_counter()
+            meta_loss = self._meta_step(runner, model, data_batch)
+            self.meta_seconds += time.perf_counter() - start
+            runner.message_hub.update_scalar('train/meta_loss', meta_loss)
+        self._train_seconds += time.perf_counter() - self._iter_start
+        runner.message_hub.update_scalar(
+            'train/meta_time_share', self.meta_seconds / max(self._train_seconds, 1e-9))
+
+    def _sample_indices(self, data_batch: dict) -> torch.Tensor:
+        try:
+            return torch.tensor([s.metainfo['sample_idx'] for s in data_batch['data_samples']])
+        except KeyError:
+            raise KeyError("MetaWeightHook's hard buffer needs 'sample_idx' in the data "
+                           "samples' metainfo: add it to the pack transform's meta_keys, "
+                           'or set use_hard_buffer=False.') from None
+
+    def _update_buffer(self, model, data_batch: dict) -> None:
+        """Fill with the first samples; then misclassified samples replace random slots.
+
+        In distributed runs the step's samples of every rank are gathered, so all
+        ranks hold the same buffer (and draw the same random numbers)."""
+        indices = self._sample_indices(data_batch)
+        free = self.buffer_size - len(self.buffer)
+        if free > 0:
+            self.buffer = torch.cat([self.buffer, gather_rows(indices)[:free]])
+            return
+        batch = model.last_step.batch
+        hard = model.task_view.hard_samples(batch.student_logits, batch.data_samples).cpu()
+        rows = gather_rows(torch.stack([indices, hard.long()], dim=1))
+        for index in rows[rows[:, 1].bool(), 0]:
+            slot = torch.randint(self.buffer_size, (1, ), generator=self.generator)
+            self.buffer[slot] = index
+
+    def _quiz_batch(self, model, data_batch: dict) -> dict:
+        """``quiz_batch_size`` samples from the hard buffer (the current batch while it
+        holds fewer). Rank ``r`` takes the ``r``-th block of one shared draw."""
+        if not self.use_hard_buffer or len(self.buffer) < self.quiz_batch_size * get_world_size():
+            return model.data_preprocessor(data_batch, True)
+        order = torch.randperm(len(self.buffer), generator=self.generator)
+        start = get_rank() * self.quiz_batch_size  # buffer_size >= Q * world_size
+        picked = self.buffer[order[start:start + self.quiz_batch_size]].tolist()
+        seed = int(torch.randint(2**31 - 1, (1, ), generator=self.generator))
+        with isolated_random_state(seed + get_rank()):
+            data = self._collate([self._dataset[i] for i in picked])
+        return model.data_preprocessor(data, True)
+
+    def _meta_step(self, runner, model, data_batch: dict) -> float:
+        data = self._quiz_batch(model, data_batch)
+        self.meta_optimizer.zero_grad(set_to_none=True)
+        outer = self.hypergradient(model, runner.optim_wrapper.optimizer,
+                                   data['inputs'], data['data_samples'])
+        average_gradients(model.weighting.parameters())
+        self.meta_optimizer.step()
+        self.meta_optimizer.zero_grad(set_to_none=True)
+        return outer
+
+    def hypergradient(self, model, optimizer: torch.optim.Optimizer,
+                      inputs: torch.Tensor, data_samples: list) -> float:
+        """Accumulate d(outer loss)/d(net parameters) into the nets' ``.grad``;
+        returns the outer loss."""
+        with model.weighting.learning():
+            outer = self.lookahead_task_loss(model, optimizer, inputs, data_samples)
+            outer.backward()
+        return outer.item()
+
+    def lookahead_task_loss(self, model, optimizer: torch.optim.Optimizer,
+                            inputs: torch.Tensor, data_samples: list) -> torch.Tensor:
+        """The quiz-batch task loss after the unrolled steps, differentiable with
+        respect to the weight networks (the outer objective of MMKD)."""
+        named = {n: p for n, p in model.named_parameters()
+                 if p.requires_grad and not n.startswith('weighting.')}
+        params = {n: p.detach().requires_grad_() for n, p in named.items()}
+        buffers = {n: b.clone() for n, b in model.named_buffers()}
+        mirror = mirror_optimizer(optimizer, named)
+
+        def distill_loss(tensors):
+            return sum_losses(call(model, tensors, inputs, data_samples, mode='distill'))
+
+        def task_loss(tensors):
+            losses = call(model.student, _student_tensors(tensors), inputs, data_samples,
+                          mode='loss')
+            return sum_losses(losses)
+
+        with model.weighting.learning(), model.lookahead():
+            params = differentiable_steps(params, buffers, distill_loss, mirror,
+                                          self.inner_kd_steps)
+            params = differentiable_steps(params, buffers, task_loss, mirror,
+                                          self.inner_ce_steps)
+            return task_loss({**params, **buffers})
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return dict(optimizer=self.meta_optimizer.state_dict(), buffer=self.buffer.clone(),
+                    generator=self.generator.get_state(), meta_seconds=self.meta_seconds,
+                    train_seconds=self._train_seconds)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.meta_optimizer.load_state_dict(state['optimizer'])
+        self.buffer = state['buffer'].cpu().clone()
+        self.generator.set_state(state['generator'].cpu())
+        self.meta_seconds = float(state['meta_seconds'])
+        self._train_seconds = float(state.get('train_seconds', 0.0))

@@ -1,0 +1,3 @@
+from .kd_batch import KDBatch, KDStep, TeacherWeights
+
+__all__ = ['KDBatch', 'KDStep', 'TeacherWeights']

@@ -1,0 +1,257 @@
+"""Faults: SIGKILL and --resume, non-finite losses, atomic checkpoint writes."""
+import hashlib
+import os
+import os.path as osp
+import subprocess
+import sys
+import uuid
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+from mmkd_ext.utils import atomic_write, latest_checkpoint, safe_torch_load
+from conftest import KD_CONFIG, ROOT, kd_overrides, load_kd_config
+from fault_hooks import PoisonTeacher
+
+#: Per method: cfg-options that make a 6-iteration run exercise its learned parts.
+RESUME_SETTINGS = {
+    'aver': {},
+    'mmkd': {
+        'model.weighting.batch_size': 16,
+        'custom_hooks': [dict(type='mmkd_ext.MetaWeightHook', interval=2, buffer_size=32,
+                              quiz_batch_size=16)],
+    },
+    'mtkd_rl': {
+        'model.weighting.warmup_epochs': 0.2,
+        'custom_hooks': [dict(type='mmkd_ext.RLAgentHook', agent_interval=4)],
+    },
+}
+
+
+def write_config(method, shapes_root, teacher_dir, path, kill_at=None):
+    """A 6-iteration deterministic config, checkpoints at 3 and 6; optionally with
+    a hook that SIGKILLs the run right after the checkpoint of iteration ``kill_at``."""
+    cfg = Config.fromfile(KD_CONFIG.format(method))
+    cfg.merge_from_dict(kd_overrides(shapes_root, teacher_dir, max_iters=6))
+    cfg.merge_from_dict(RESUME_SETTINGS[method])
+    cfg.randomness = dict(seed=0, deterministic=True)
+    if kill_at is not None:
+        cfg.custom_imports = dict(imports=['fault_hooks'], allow_failed_imports=False)
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='KillAfterCheckpoint', iteration=kill_at)]
+    cfg.dump(str(path))
+    return str(path)
+
+
+def train(config, work_dir, *extra):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, osp.join(ROOT, 'tests')]))
+    return subprocess.Popen(
+        [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir), *extra],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process):
+    log, _ = process.communicate(timeout=600)
+    return process.returncode, log
+
+
+def learned_state(path):
+    """Everything that must continue exactly: model (student, adapters, weighting
+    parameters and buffers), optimizer, schedulers, and the hooks' own state (less
+    their wall-clock statistics)."""
+    ckpt = safe_torch_load(str(path), map_location='cpu')
+    keys = ('state_dict', 'optimizer', 'param_schedulers', 'meta_weight_hook', 'rl_agent_hook')
+    state = {k: ckpt[k] for k in keys if k in ckpt}
+    for hook_state in (state.get('meta_weight_hook') or {}, ):
+        for key in ('meta_seconds', 'train_seconds'):
+            hook_state.pop(key, None)
+    return state
+
+
+def assert_bitwise_equal(a, b, where=''):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), f'{where}: {sorted(a)} vs {sorted(b)}'
+        for k in a:
+            assert_bitwise_equal(a[k], b[k], f'{where}.{k}')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_bitwise_equal(x, y, f'{where}[{i}]')
+    else:
+        assert a == b, f'{where}: {a!r} vs {b!r}'
+
+
+@pytest.mark.parametrize('method', ['aver', 'mmkd', 'mtkd_rl'])
+def test_sigkill_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(
+        method, shapes_root, teacher_dir, tmp_path):
+    plain = write_config(method, shapes_root, teacher_dir, tmp_path / 'plain.py')
+    killed = write_config(method, shapes_root, teacher_dir, tmp_path / 'killed.py', kill_at=3)
+    runs = [train(plain, tmp_path / 'full'), train(killed, tmp_path / 'resumed')]
+    (full_rc, full_log), (killed_rc, killed_log) = map(finish, runs)
+    assert full_rc == 0, full_log[-3000:]
+    assert killed_rc == -9, killed_log[-3000:]  # SIGKILL
+    assert not osp.exists(tmp_path / 'resumed' / 'iter_6.pth')
+    at_kill = safe_torch_load(str(tmp_path / 'resumed' / 'iter_3.pth'))
+    if method == 'mmkd':  # the hard buffer holds samples to resume with
+        assert len(at_kill['meta_weight_hook']['buffer']) > 0
+    if method == 'mtkd_rl':  # transitions are pending: the agent updates at 4
+        assert len(at_kill['rl_agent_hook']['store']) == 3
+
+    rc, log = finish(train(plain, tmp_path / 'resumed', '--resume'))
+    assert rc == 0, log[-3000:]
+    assert 'resumed from the latest checkpoint' in log.lower() or 'resumed epoch' in log
+    expected = learned_state(tmp_path / 'full' / 'iter_6.pth')
+    got = learned_state(tmp_path / 'resumed' / 'iter_6.pth')
+    assert_bitwise_equal(expected, got, method)
+    if method != 'aver':
+        hook_key = 'meta_weight_hook' if method == 'mmkd' else 'rl_agent_hook'
+        assert hook_key in expected
+        assert any(k.startswith('weighting.') for k in expected['state_dict'])
+
+
+def poisoned_runner(shapes_root, teacher_dir, work_dir, *hooks, poison=None, **options):
+    """A 6-iteration AVER run whose teacher 'r18w16' outputs NaN from iteration 4."""
+    cfg = load_kd_config('aver', shapes_root, teacher_dir, max_iters=6)
+    cfg.merge_from_dict(options)
+    cfg.work_dir = str(work_dir)
+    cfg.experiment_name = f'poison_{uuid.uuid4().hex[:8]}'
+    runner = Runner.from_cfg(cfg)
+    for hook in (poison or PoisonTeacher(iteration=4, index=1), *hooks):
+        runner.register_hook(hook)
+    return runner
+
+
+def sha256(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class DigestAfter(Hook):
+    """Records the SHA-256 of the checkpoint written at iteration ``n``."""
+    priority = 'LOWEST'
+
+    def __init__(self, n):
+        self.n, self.digest = n, None
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.n:
+            self.digest = sha256(osp.join(runner.work_dir, f'iter_{self.n}.pth'))
+
+
+def test_non_finite_loss_stops_naming_term_and_teacher_and_keeps_checkpoints(
+        shapes_root, teacher_dir, tmp_path):
+    digest = DigestAfter(3)
+    runner = poisoned_runner(shapes_root, teacher_dir, tmp_path, digest)
+    with pytest.raises(FloatingPointError) as err:
+        runner.train()
+    assert runner.iter == 3
+    message = str(err.value)
+    assert "logit KD of teacher 'r18w16'" in message
+    assert "teacher 'r18w24'" not in message  # the healthy teachers are not blamed
+    assert 'SkipNonFiniteStepsHook' in message and 'intact' in message
+    written = tmp_path / 'iter_3.pth'
+    state = safe_torch_load(str(written))['state_dict']
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    assert sha256(written) == digest.digest and latest_checkpoint(str(tmp_path)) == str(written)
+
+
+def test_skip_hook_skips_non_finite_steps_and_counts_them(shapes_root, teacher_dir, tmp_path):
+    from mmkd_ext.engine.hooks import SkipNonFiniteStepsHook
+    hook = SkipNonFiniteStepsHook()
+    runner = poisoned_runner(shapes_root, teacher_dir, tmp_path, hook)
+    runner.train()  # runs to the end
+    assert runner.iter == 6 and hook.skipped == 3
+    assert runner.message_hub.get_scalar('train/skipped_steps').current() == 3
+    at_3 = safe_torch_load(str(tmp_path / 'iter_3.pth'))
+    at_6 = safe_torch_load(str(tmp_path / 'iter_6.pth'))
+    params = {n for n, p in runner.model.named_parameters() if p.requires_grad}
+    moved = [k for k in params if not torch.equal(at_3['state_dict'][k], at_6['state_dict'][k])]
+    assert not moved, f'skipped steps changed {moved[:3]}'
+    assert_bitwise_equal(at_3['optimizer']['state'], at_6['optimizer']['state'], 'optimizer')
+    assert at_6['skip_non_finite_steps_hook'] == dict(skipped=3)
+
+
+def test_skip_hook_with_gradient_accumulation_drops_only_the_bad_micro_step(
+        shapes_root, teacher_dir, tmp_path):
+    """Accumulating 2 steps: iteration 3 is non-finite, 4 is not, so the update at 4
+    uses iteration 4's gradients alone; 5 and 6 are both non-finite: no update."""
+    from mmkd_ext.engine.hooks import SkipNonFiniteStepsHook
+    hook = SkipNonFiniteStepsHook()
+    first = PoisonTeacher(iteration=3, index=1, until=4)
+    runner = poisoned_runner(shapes_root, teacher_dir, tmp_path, hook,
+                             PoisonTeacher(iteration=5, index=1), poison=first,
+                             **{'optim_wrapper.accumulative_counts': 2,
+                                'default_hooks.checkpoint.interval': 2,
+                                'default_hooks.checkpoint.max_keep_ckpts': -1})
+    runner.train()
+    assert hook.skipped == 3
+    states = {n: safe_torch_load(str(tmp_path / f'iter_{n}.pth'))['state_dict'] for n in (2, 4, 6)}
+    params = [n for n, p in runner.model.named_parameters() if p.requires_grad]
+    assert all(torch.isfinite(states[6][k]).all() for k in params)
+    assert any(not torch.equal(states[2][k], states[4][k]) for k in params)  # stepped at 4
+    assert all(torch.equal(states[4][k], states[6][k]) for k in params)  # not at 6
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path, monkeypatch):
+    target = tmp_path / 'iter_2.pth'
+    torch.save({'x': torch.ones(3)}, target)
+    before = target.read_bytes()
+
+    def crash(fd):
+        raise OSError('disk full')
+    monkeypatch.setattr(os, 'fsync', crash)
+    with pytest.raises(OSError, match='disk full'):
+        atomic_write(b'half a checkpoint', target)
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ['iter_2.pth']
+
+
+def test_checkpoints_are_saved_through_the_atomic_backend(tmp_path):
+    from mmengine.fileio import get_file_backend
+    from mmengine.runner.checkpoint import save_checkpoint
+    from mmkd_ext.utils import AtomicLocalBackend
+    assert isinstance(get_file_backend(str(tmp_path / 'a.pth')), AtomicLocalBackend)
+    save_checkpoint({'state_dict': {'w': torch.arange(4)}}, str(tmp_path / 'a.pth'))
+    assert torch.equal(safe_torch_load(str(tmp_path / 'a.pth'))['state_dict']['w'],
+                       torch.arange(4))
+    with open(tmp_path / 'plain', 'w'):  # the mode of a file written without atomicity
+        pass
+    assert os.stat(tmp_path / 'a.pth').st_mode == os.stat(tmp_path / 'plain').st_mode
+
+
+def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path):
+    assert latest_checkpoint(str(tmp_path)) is None
+    older, newer = tmp_path / 'iter_8.pth', tmp_path / 'iter_12.pth'
+    for path in (older, newer, tmp_path / 'best_accuracy_iter_4.pth'):
+        torch.save({'a': 1}, path)
+    os.utime(newer, (1, 1))  # copied without its time: the number decides, not mtime
+    assert latest_checkpoint(str(tmp_path)) == str(newer)
+    (tmp_path / 'last_checkpoint').write_text(str(older))
+    assert latest_checkpoint(str(tmp_path)) == str(older)
+    older.write_bytes(older.read_bytes()[:100])  # truncated (written without atomicity)
+    assert latest_checkpoint(str(tmp_path)) == str(newer)
+    (tmp_path / 'last_checkpoint').write_text('')  # torn pointer file
+    assert latest_checkpoint(str(tmp_path)) == str(newer)
+
+
+def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path):
+    """A process killed inside the write: the target keeps its old content, and
+    --resume's choice skips the leftover temporary file (and removes it)."""
+    torch.save({'step': 4}, tmp_path / 'iter_4.pth')
+    script = (
+        'import os, signal, torch\n'
+        'import mmkd_ext.utils.atomic_io as io\n'
+        'os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n'
+        f'io.atomic_write(b"x" * 10**6, {str(tmp_path / "iter_8.pth")!r})\n')
+    killed = subprocess.run([sys.executable, '-c', script], cwd=ROOT, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert killed.returncode == -9
+    assert not (tmp_path / 'iter_8.pth').exists()
+    assert any(name.endswith('.tmp') for name in os.listdir(tmp_path))
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
+    assert sorted(os.listdir(tmp_path)) == ['iter_4.pth']

@@ -1,0 +1,239 @@
+"""The benchmark's method matrix: plans, the single-teacher row, caching, failures,
+tables and plots."""
+import csv
+import json
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from conftest import ROOT, kd_overrides, make_batch, run_tool
+from benchmarks import matrix
+from benchmarks.tasks import make_tasks
+
+TASKS = make_tasks(ROOT)
+
+
+def test_single_teacher_config_distils_from_that_teacher_alone(tmp_path, shapes_root,
+                                                               teacher_dir):
+    from mmkd_ext.registry import MODELS
+    path = matrix.write_single_teacher_config(TASKS['classification'].distill_config('aver'), 2,
+                                              str(tmp_path / 'single.py'))
+    cfg = Config.fromfile(path)
+    cfg.merge_from_dict(kd_overrides(shapes_root, teacher_dir, teachers=['resnet50_w8.pth']))
+    assert [t.name for t in cfg.model.teachers] == ['r50w8']
+    distiller = MODELS.build(cfg.model)
+    inputs, samples = make_batch(distiller)
+    losses = distiller(inputs, samples, mode='loss')
+    assert losses['r50w8.w_logit'].item() == pytest.approx(1.0)  # plain KD
+    assert not any(key.startswith(('r18w24.', 'r18w16.')) for key in losses)
+    with torch.no_grad():
+        expected = distiller.logit_kd_loss(distiller.student(inputs, mode='tensor'),
+                                        distiller.teachers[0](inputs, mode='tensor'))
+    assert losses['loss_kd'].item() == pytest.approx(expected.mean().item(), rel=1e-4)
+
+
+def test_plans_cover_every_row_and_seed_with_the_quick_schedule(tmp_path):
+    task = TASKS['classification']
+    settings = matrix.Settings(str(tmp_path), 'data/x', True, {'train_dataloader.batch_size': 8},
+                               validate=False)
+    teachers = matrix.plan_teachers('classification', task, settings)
+    assert [t.options['train_cfg.max_epochs'] for t in teachers] == [5, 5, 5]
+    students = matrix.plan_students('classification', task, settings, [0, 1],
+                                    ['aver', 'mmkd'], best_teacher=0)
+    assert [(e.row, e.seed) for e in students] == [
+        (row, seed) for seed in (0, 1) for row in
+        ('student alone', 'single teacher (ResNet18-w24)', 'KD: AVER', 'KD: MMKD (meta-learned)')]
+    for e in students:
+        assert e.options['train_cfg.max_epochs'] == 3 and e.options['randomness.seed'] == e.seed
+        assert e.options['train_dataloader.batch_size'] == 8  # the user's, applied last
+        assert e.options['train_dataloader.dataset.data_root'] == 'data/x/'
+    single = students[1]
+    assert single.options['model.teachers.0.checkpoint'] == teachers[0].export_to
+    assert 'model.teachers.0.checkpoint' not in students[0].options
+    assert students[2].options['model.teachers.2.checkpoint'] == teachers[2].export_to
+    assert len({e.work_dir for e in students}) == len(students)
+    assert not any(e.validate for e in teachers + students)  # tools/test.py scores them
+
+
+def test_a_work_dir_of_other_settings_is_refused_not_reused(tmp_path):
+    from benchmarks import experiments
+    settings = dict(config='/c/kd_aver.py', options=['randomness.seed=0'], validate=False)
+    experiments.check_settings(str(tmp_path), settings)
+    experiments.check_settings(str(tmp_path), dict(settings))  # the same run: fine
+    with pytest.raises(experiments.ExperimentFailed, match=r'changed: options\); redo it '
+                       'with --force'):
+        experiments.check_settings(str(tmp_path), dict(settings, options=['randomness.seed=1']))
+
+
+def test_options_that_cannot_pass_a_command_line_are_refused():
+    assert matrix.option_strings({'a.b': [3], 'c': 'data/x/'}) == ['a.b=[3]', 'c=data/x/']
+    with pytest.raises(ValueError, match='spaces, commas or quotes'):
+        matrix.option_strings({'train_dataloader.dataset.data_root': '/my data/'})
+
+
+def test_summary_is_mean_and_std_over_seeds_with_the_gain_over_the_student_alone():
+    def outcome(row, role, seed, score):
+        exp = matrix.Experiment('classification', row, role, 'c.py', seed, f'w{row}{seed}', {})
+        result = None if score is None else dict(score=score, s_per_iter=0.5, peak_mib=100.0)
+        return matrix.Outcome(exp, result, None if score is not None else 'boom')
+    rows = matrix.summarise([
+        outcome('student alone', 'student', 0, 40.0), outcome('student alone', 'student', 1, 42.0),
+        outcome('KD: AVER', 'distilled', 0, 50.0), outcome('KD: AVER', 'distilled', 1, 54.0),
+        outcome('KD: MMKD', 'distilled', 0, 60.0), outcome('KD: MMKD', 'distilled', 1, None),
+    ], TASKS)
+    by_row = {r['row']: r for r in rows}
+    assert by_row['KD: AVER']['mean'] == 52.0
+    assert by_row['KD: AVER']['std'] == pytest.approx(2 ** 1.5)  # sample std of 50, 54
+    assert by_row['KD: AVER']['gain'] == 11.0
+    assert by_row['student alone']['gain'] is None
+    assert (by_row['KD: MMKD']['runs'], by_row['KD: MMKD']['failed']) == (1, 1)
+    assert by_row['KD: MMKD']['std'] is None
+    table = matrix.format_markdown(rows)
+    assert '| KD: AVER | 52.00 | 2.83 | +11.00 | 0.500 | 100 | 2 |' in table
+    assert '| KD: MMKD | 60.00 |  | +19.00 | 0.500 | 100 | 1 (1 failed) |' in table
+    assert '- KD: MMKD: boom' in table
+
+
+def _write_result(work_dir, score, weights=None):
+    """A finished run's cached result (and a training log with teacher weights)."""
+    work_dir.mkdir(parents=True)
+    (work_dir / 'result.json').write_text(json.dumps(
+        dict(score=score, train_seconds=1.0, s_per_iter=0.25, peak_mib=500.0)))
+    if weights:
+        (work_dir / 'run' / 'vis_data').mkdir(parents=True)
+        (work_dir / 'run' / 'vis_data' / 'scalars.json').write_text(''.join(
+            json.dumps({'iter': it, **weights}) + '\n' for it in (10, 20)))
+
+
+def test_overhead_rounds_pool_each_phase_over_its_rounds():
+    from benchmarks.benchmark import _figures, pool_rounds
+    first = [dict(phase='student', **_figures([1.0, 3.0], 100.0, 90.0, 0.1)),
+             dict(phase='aver', interval=None, **_figures([2.0], 120.0, 90.0, None))]
+    second = [dict(phase='student', **_figures([2.0, 10.0], 80.0, 60.0, 0.3)),
+              dict(phase='aver', interval=None, **_figures([4.0], 150.0, 100.0, None))]
+    student, aver = pool_rounds([first, second])
+    assert student['phase'] == 'student' and student['rounds'] == 2
+    assert student['iters'] == 4 and student['mean'] == pytest.approx(4.0)
+    assert student['median'] == pytest.approx(2.5)
+    assert student['peak_mib'] == 100.0 and student['extra_mib'] == 20.0
+    assert student['steal'] == pytest.approx(0.2)
+    assert aver['mean'] == pytest.approx(3.0) and aver['steal'] is None
+    assert aver['peak_mib'] == 150.0 and aver['extra_mib'] == 50.0
+    assert student['round_means'] == [2.0, 6.0] and aver['round_means'] == [2.0, 4.0]
+
+
+def test_overhead_rounds_rotate_the_phases_and_time_whole_update_intervals(monkeypatch):
+    """Each round starts one phase later; an entry METHOD:N warms up over its first
+    update and times whole intervals; the pooled rows keep the phases' order."""
+    from benchmarks import benchmark
+    calls = []
+
+    def configure(config, interval, iters, warmup, batch_size, options):
+        return Config(dict(config=config, interval=interval, iters=iters, warmup=warmup,
+                           work_dir='/nonexistent'))
+
+    def measure_bound(student_cfg, bound_cfg, warmup):
+        calls.append('bound')
+        return [dict(phase='student step alone', **benchmark._figures([1.0], 1, 0, None))], (
+            None, None)
+
+    def measure_training(cfg, phase, warmup):
+        calls.append(f'{phase}:{cfg["iters"]}+{cfg["warmup"]}')
+        assert warmup == cfg['warmup']
+        return dict(phase=phase, interval=cfg['interval'],
+                    **benchmark._figures([2.0], 1, 0, None))
+
+    monkeypatch.setattr(benchmark, 'configure', configure)
+    monkeypatch.setattr(benchmark, 'measure_bound', measure_bound)
+    monkeypatch.setattr(benchmark, 'measure_training', measure_training)
+    monkeypatch.setattr(benchmark, 'measure_teacher_variants', lambda *a: [])
+    result = benchmark.measure_overhead(
+        'student.py', dict(aver='aver.py', mmkd='mmkd.py'), ['aver', 'mmkd:8'], iters=10,
+        warmup=5, batch_size=4, options={}, rounds=3)
+    assert calls == ['bound', 'aver:10+5', 'mmkd:16+8',
+                     'aver:10+5', 'mmkd:16+8', 'bound',
+                     'mmkd:16+8', 'bound', 'aver:10+5']
+    assert [(r['phase'], r['rounds'], r['iters']) for r in result['rows']] == [
+        ('student step alone', 3, 3), ('aver', 3, 3), ('mmkd', 3, 3)]
+
+
+def test_teacher_variant_table_compares_each_option_with_the_float32_forward():
+    from benchmarks.benchmark import format_teacher_variant_table
+    result = dict(rows=[dict(phase='student step alone', mean=1.0),
+                        dict(phase='teacher a forward', mean=0.2)],
+                  teacher_variants=[
+                      dict(teacher='a', variant='bf16 autocast', mean=0.05,
+                           top1_agreement=0.975, kd_drift=1.5e-3),
+                      dict(teacher='a', variant='channels_last', mean=0.3,
+                           top1_agreement=1.0, kd_drift=None)])
+    lines = format_teacher_variant_table(result).splitlines()
+    assert lines[2] == '| a: bf16 autocast | 0.0500 | 0.25x | 97.5% | 1.50e-03 |'
+    assert lines[3] == '| a: channels_last | 0.3000 | 1.50x | 100.0% |  |'
+
+
+def test_benchmark_reuses_finished_runs_and_reports_a_failed_one(tmp_path, shapes_root):
+    """Every run but one finished before: nothing is retrained. The remaining run
+    fails (its teachers' checkpoints are missing); it is reported in the table, the
+    others are summarised, tables and plots are written and the exit status is 1."""
+    work_root = tmp_path / 'bench'
+    task = TASKS['classification']
+    for run, score in zip(task.teachers, (70.0, 50.0, 60.0)):
+        _write_result(work_root / 'classification' / 'teachers' / matrix.slug(run.name), score)
+    for seed, (alone, single, aver) in enumerate([(40.0, 45.0, 50.0), (42.0, 47.0, None)]):
+        root = work_root / 'classification' / f'seed{seed}'
+        _write_result(root / 'student_alone', alone)
+        _write_result(root / 'single_teacher_resnet18_w24', single)
+        if aver is not None:
+            _write_result(root / 'kd_aver', aver, {'r18w24.w_logit': 0.3, 'r50w8.w_logit': 0.7})
+    result = run_tool('tools/benchmark.py', '--quick', '--methods', 'aver', '--seeds', '2',
+                      '--jobs', '1', '--data-root', shapes_root, '--work-root', str(work_root))
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count('(done before)') == 8
+    assert 'runs 6/6 done: classification | KD: AVER | seed 1: FAILED: train.py exited ' \
+        'with 1' in result.stdout
+    assert result.stdout.count(': training (') == 1
+    table = (work_root / 'benchmark.md').read_text()
+    assert '| ResNet18-w24 | 70.00 |  |  | 0.250 | 500 | 1 |' in table
+    assert '| single teacher (ResNet18-w24) | 46.00 | 1.41 | +5.00 |' in table
+    assert '| KD: AVER | 50.00 |  | +9.00 | 0.250 | 500 | 1 (1 failed) |' in table
+    assert 'resnet18_w24.pth' in table.split('Failed runs:')[1]  # the missing checkpoint
+    with open(work_root / 'benchmark.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [r['row'] for r in rows] == ['ResNet18-w24', 'ResNet18-w16', 'ResNet50-w8',
+                                        'student alone', 'single teacher (ResNet18-w24)',
+                                        'KD: AVER']
+    assert float(rows[-1]['gain']) == pytest.approx(9.0)
+    assert osp.isfile(work_root / 'classification.png')
+    assert osp.isfile(work_root / 'classification_teacher_weights.png')
+    # The single-teacher config was written for a user to rerun with tools/train.py.
+    single = Config.fromfile(str(work_root / 'classification' / 'configs'
+                                 / 'kd_single_resnet18_w24.py'))
+    assert [t.name for t in single.model.teachers] == ['r18w24']
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--methods', 'aver:5'], 'aver:5: METHOD:INTERVAL with --overhead only'),
+    (['--methods', 'average'], "unknown methods ['average']"),
+    (['--overhead', '--methods', 'aver', 'mmkd:x'], 'the interval must be an integer >= 1'),
+    (['--overhead', '--methods', 'mmkd:5'], 'list aver among --methods'),
+    (['--overhead', '--quick', '--seeds', '2'], '--quick, --seeds do(es) not apply to --overhead'),
+    (['--task', 'detection'], '--task do(es) not apply to the matrix'),
+    (['--cfg-options', 'train_cfg'], 'KEY=VALUE'),
+    (['--jobs', '0'], '--jobs must be >= 1'),
+    (['--seeds', '0'], '--seeds must be >= 1'),
+    (['--tasks', 'classification', 'detection', '--data-root', 'x'],
+     '--data-root needs a single task'),
+])
+def test_benchmark_refuses_bad_arguments(argv, message, monkeypatch, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('benchmark_tool',
+                                                  osp.join(ROOT, 'tools', 'benchmark.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr('sys.argv', ['benchmark.py', *argv])
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main()
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
