@@ -4,7 +4,8 @@
 # layout, labelTrainIds written by its tools/dataset_converters/cityscapes.py) and run
 #   tools/dist_train.sh configs/segmentation/cityscapes/kd_aver_pspnet_deeplabv3_r101_to_r18_cityscapes.py 4
 # Teachers are downloaded from the model zoo on first use. SyncBN stays SyncBN in
-# multi-GPU runs and becomes BN in a single process.
+# multi-GPU runs and becomes BN in a single process. Each segmentation/cityscapes/
+# kd_<method>_pspnet_deeplabv3_r101_to_r18_cityscapes.py adds a _base_/methods/ file.
 _base_ = [
     'mmseg::_base_/datasets/cityscapes.py', 'mmseg::_base_/schedules/schedule_80k.py',
     'mmseg::_base_/default_runtime.py'
@@ -33,7 +34,6 @@ model = dict(
         adapter=dict(type='ConvAdapter', kind='conv1x1', spatial='pool'),
         loss=dict(type='FeatureMSE', normalize=True),
         weight=1.0),
-    weighting=dict(type='UniformWeighting'),
     probe_shape=(3, 256, 512),
 )
 # mmseg's Cityscapes training pipeline, keeping sample_idx (MMKD's hard-example buffer).

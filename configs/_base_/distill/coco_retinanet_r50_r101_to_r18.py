@@ -2,7 +2,8 @@
 # distilled into a RetinaNet-R18, 1x schedule, 8 GPUs x 2 images, as mmdet's
 # retinanet configs. Put COCO under data/coco/ (mmdet's layout) and run e.g.
 #   tools/dist_train.sh configs/detection/coco/kd_aver_retinanet_r50_r101_to_r18_coco.py 8
-# Teachers are downloaded from the model zoo on first use.
+# Teachers are downloaded from the model zoo on first use. Each
+# detection/coco/kd_<method>_retinanet_r50_r101_to_r18_coco.py adds a _base_/methods/ file.
 _base_ = [
     'mmdet::_base_/datasets/coco_detection.py', 'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py'
@@ -28,7 +29,6 @@ model = dict(
         adapter=dict(type='ConvAdapter', kind='conv1x1', spatial='pool'),
         loss=dict(type='FeatureMSE', normalize=True),
         weight=1.0),
-    weighting=dict(type='UniformWeighting'),
     probe_shape=(3, 256, 256),
 )
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001))

@@ -3,7 +3,11 @@
 # Head KD compares the sigmoid class scores location by location (same anchors and
 # strides in every model); feature KD runs on every FPN level through a ConvAdapter
 # per (teacher, level). The teachers' checkpoints are written by `make demo` under
-# work_dirs/coco_shapes/teachers/.
+# work_dirs/coco_shapes/teachers/. With the Shapes-COCO data, its 12-epoch schedule and
+# the detection runtime; each detection/distill/kd_<method>_retinanet_r18_coco_shapes.py
+# adds a _base_/methods/ file.
+_base_ = ['../datasets/coco_shapes.py', '../schedules/coco_shapes_12e.py',
+          '../det_runtime.py']
 teacher_dir = 'work_dirs/coco_shapes/teachers'
 model = dict(
     type='mmkd_ext.MultiTeacherDistiller',
@@ -23,6 +27,5 @@ model = dict(
         adapter=dict(type='ConvAdapter', kind='conv1x1', spatial='pool'),
         loss=dict(type='FeatureMSE', normalize=True),
         weight=1.0),
-    weighting=dict(type='UniformWeighting'),
     probe_shape=(3, 160, 160),
 )

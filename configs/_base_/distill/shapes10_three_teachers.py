@@ -2,6 +2,9 @@
 # ResNet-50 with 8) distilled into a ResNet-18 with 8 base channels.
 # The teachers' checkpoints are written by `make demo` (tools/demo.py) under
 # work_dirs/shapes10/teachers/; point `checkpoint` elsewhere for your own teachers.
+# With the Shapes-10 data, the students' 6-epoch schedule and the shared runtime; each
+# classification/distill/kd_<method>_r18w8_shapes10.py adds a _base_/methods/ file.
+_base_ = ['../datasets/shapes10.py', '../schedules/shapes10_6e.py', '../default_runtime.py']
 teacher_dir = 'work_dirs/shapes10/teachers'
 model = dict(
     type='mmkd_ext.MultiTeacherDistiller',
@@ -23,6 +26,5 @@ model = dict(
         adapter=dict(type='ConvAdapter', kind='conv1x1', spatial='pool'),
         loss=dict(type='FeatureMSE'),
         weight=1.0),
-    weighting=dict(type='UniformWeighting'),
     probe_shape=(3, 32, 32),
 )

@@ -4,6 +4,11 @@
 # labelled pixels (ChannelWiseDivergence is the alternative); feature KD runs on the
 # last backbone stage through a ConvAdapter per teacher. The teachers' checkpoints are
 # written by `make demo-segmentation` under work_dirs/cityscapes_streets/teachers/.
+# With the Cityscapes-Streets data, its 1k-iteration schedule and the segmentation
+# runtime; each segmentation/distill/kd_<method>_pspnet_r18_cityscapes_streets.py adds
+# a _base_/methods/ file.
+_base_ = ['../datasets/cityscapes_streets.py', '../schedules/streets_1k.py',
+          '../seg_runtime.py']
 teacher_dir = 'work_dirs/cityscapes_streets/teachers'
 model = dict(
     type='mmkd_ext.MultiTeacherDistiller',
@@ -25,6 +30,5 @@ model = dict(
         adapter=dict(type='ConvAdapter', kind='conv1x1', spatial='pool'),
         loss=dict(type='FeatureMSE', normalize=True),
         weight=1.0),
-    weighting=dict(type='UniformWeighting'),
     probe_shape=(3, 128, 256),
 )

@@ -1,6 +1,6 @@
 # Multi-teacher KD on Shapes-10 with CA-MKD, teachers with lower loss on the label weigh more.
 _base_ = [
-    '../../_base_/distill/shapes10_three_teachers.py', '../../_base_/datasets/shapes10.py',
-    '../../_base_/schedules/shapes10_6e.py', '../../_base_/default_runtime.py'
+    '../../_base_/distill/shapes10_three_teachers.py',
+    '../../_base_/methods/confidence.py'
 ]
-model = dict(weighting=dict(type='ConfidenceWeighting'))
+model = dict(weighting=_base_.pop('weighting'))

@@ -1,6 +1,3 @@
 # Multi-teacher KD on Shapes-10 with EBKD, confident (low-entropy) teachers weigh more.
-_base_ = [
-    '../../_base_/distill/shapes10_three_teachers.py', '../../_base_/datasets/shapes10.py',
-    '../../_base_/schedules/shapes10_6e.py', '../../_base_/default_runtime.py'
-]
-model = dict(weighting=dict(type='EntropyWeighting'))
+_base_ = ['../../_base_/distill/shapes10_three_teachers.py', '../../_base_/methods/entropy.py']
+model = dict(weighting=_base_.pop('weighting'))

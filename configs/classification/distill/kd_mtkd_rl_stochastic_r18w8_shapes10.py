@@ -1,6 +1,7 @@
-# MTKD-RL with a stochastic policy: the agent's actions are sampled from a
-# Dirichlet distribution during training and it learns by REINFORCE with a
-# running-mean baseline; its mean action is used outside training.
-_base_ = './kd_mtkd_rl_r18w8_shapes10.py'
-model = dict(
-    weighting=dict(policy=dict(type='DirichletPolicy', concentration=10.0, exploration=0.1)))
+# Multi-teacher KD on Shapes-10 with MTKD-RL, stochastic (Dirichlet) policy trained by
+# REINFORCE; no warm-up on this short schedule, as kd_mtkd_rl_r18w8_shapes10.py.
+_base_ = [
+    '../../_base_/distill/shapes10_three_teachers.py',
+    '../../_base_/methods/mtkd_rl_stochastic.py'
+]
+model = dict(weighting=dict(_base_.pop('weighting'), warmup_epochs=0))

@@ -1,2 +1,6 @@
 # RetinaNet R50 + R101 -> R18 on COCO 2017 with equal teacher weights (AVER).
-_base_ = '../../_base_/distill/coco_retinanet_r50_r101_to_r18.py'
+_base_ = [
+    '../../_base_/distill/coco_retinanet_r50_r101_to_r18.py',
+    '../../_base_/methods/aver.py'
+]
+model = dict(weighting=_base_.pop('weighting'))

@@ -1,4 +1,6 @@
 # MTKD-RL on COCO 2017 with a stochastic (Dirichlet) policy trained by REINFORCE.
-_base_ = './kd_mtkd_rl_retinanet_r50_r101_to_r18_coco.py'
-model = dict(
-    weighting=dict(policy=dict(type='DirichletPolicy', concentration=10.0, exploration=0.1)))
+_base_ = [
+    '../../_base_/distill/coco_retinanet_r50_r101_to_r18.py',
+    '../../_base_/methods/mtkd_rl_stochastic.py'
+]
+model = dict(weighting=_base_.pop('weighting'))

@@ -5,10 +5,7 @@
 # level through a ConvAdapter per (teacher, level). Train the GFL teacher with
 #   python tools/train.py configs/detection/teachers/gfl_r34_w32_coco_shapes.py
 # and export it with tools/export_student.py to work_dirs/coco_shapes/teachers/.
-_base_ = [
-    '../../_base_/distill/coco_shapes_two_teachers.py', '../../_base_/datasets/coco_shapes.py',
-    '../../_base_/schedules/coco_shapes_12e.py', '../../_base_/det_runtime.py'
-]
+_base_ = ['../../_base_/distill/coco_shapes_two_teachers.py', '../../_base_/methods/aver.py']
 teacher_dir = 'work_dirs/coco_shapes/teachers'
 model = dict(
     teachers=[
@@ -22,4 +19,5 @@ model = dict(
              config='{{fileDirname}}/../teachers/gfl_r34_w32_coco_shapes.py',
              checkpoint=teacher_dir + '/gfl_r34_w32.pth'),
     ],
-    logit_kd=None)
+    logit_kd=None,
+    weighting=_base_.pop('weighting'))

@@ -1,4 +1,7 @@
-# MTKD-RL on Shapes-COCO with a stochastic (Dirichlet) policy trained by REINFORCE.
-_base_ = './kd_mtkd_rl_retinanet_r18_coco_shapes.py'
-model = dict(
-    weighting=dict(policy=dict(type='DirichletPolicy', concentration=10.0, exploration=0.1)))
+# MTKD-RL on Shapes-COCO with a stochastic (Dirichlet) policy trained by REINFORCE,
+# no warm-up (a short schedule).
+_base_ = [
+    '../../_base_/distill/coco_shapes_two_teachers.py',
+    '../../_base_/methods/mtkd_rl_stochastic.py'
+]
+model = dict(weighting=dict(_base_.pop('weighting'), warmup_epochs=0))

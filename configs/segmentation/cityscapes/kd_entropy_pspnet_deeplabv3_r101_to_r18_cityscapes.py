@@ -1,3 +1,6 @@
 # PSPNet-R101 + DeepLabV3-R101 -> PSPNet-R18 on Cityscapes with EBKD (entropy weights).
-_base_ = '../../_base_/distill/cityscapes_pspnet_deeplabv3_r101_to_r18.py'
-model = dict(weighting=dict(type='EntropyWeighting'))
+_base_ = [
+    '../../_base_/distill/cityscapes_pspnet_deeplabv3_r101_to_r18.py',
+    '../../_base_/methods/entropy.py'
+]
+model = dict(weighting=_base_.pop('weighting'))

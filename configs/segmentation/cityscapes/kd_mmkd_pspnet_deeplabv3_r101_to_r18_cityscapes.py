@@ -2,14 +2,13 @@
 # weights; a meta step every 5 iterations on a quiz batch of 2 images per GPU from a
 # hard buffer). The look-ahead differentiates twice through the student, which torch's
 # SyncBN cannot: the student uses plain BN (per-GPU statistics) here.
-_base_ = '../../_base_/distill/cityscapes_pspnet_deeplabv3_r101_to_r18.py'
+_base_ = [
+    '../../_base_/distill/cityscapes_pspnet_deeplabv3_r101_to_r18.py',
+    '../../_base_/methods/mmkd.py'
+]
 bn = dict(type='BN', requires_grad=True)
 model = dict(
     student=dict(cfg_options={'backbone.norm_cfg': bn, 'decode_head.norm_cfg': bn,
                               'auxiliary_head.norm_cfg': bn}),
-    weighting=dict(type='MetaWeightNet', batch_size=2, feature_input='sorted_similarity'))
-custom_hooks = [
-    dict(type='mmkd_ext.MetaWeightHook', interval=5, buffer_size=256, quiz_batch_size=2,
-         inner_kd_steps=2, inner_ce_steps=1,
-         optimizer=dict(type='Adam', lr=1e-3, weight_decay=1e-4)),
-]
+    weighting=dict(_base_.pop('weighting'), batch_size=2, feature_input='sorted_similarity'))
+custom_hooks = [dict(_base_.custom_hooks[0], quiz_batch_size=2)]

@@ -1,0 +1,2 @@
+# CA-MKD: teachers with a lower task loss on the ground truth weigh more.
+weighting = dict(type='ConfidenceWeighting')

@@ -1,0 +1,2 @@
+# EBKD: teachers with confident (low-entropy) predictions weigh more.
+weighting = dict(type='EntropyWeighting')
