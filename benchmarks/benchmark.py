@@ -37,8 +37,8 @@ from mmengine.hooks import Hook
 
 from mmkd_ext.models.distillers.multi_teacher_distiller import _usable_by_autograd
 
-#: The weighting methods, by short name (each task has a distillation config per method).
-METHODS = ('aver', 'fixed', 'entropy', 'confidence', 'mmkd', 'mtkd_rl', 'mtkd_rl_stochastic')
+from benchmarks.methods import METHODS  # the weighting methods, by short key
+
 #: Update-interval keys of the methods' hooks, set by ``METHOD:INTERVAL``.
 INTERVAL_KEYS = ('interval', 'agent_interval')
 

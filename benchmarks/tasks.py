@@ -1,6 +1,8 @@
-"""The embedded tasks the demo and the benchmark run: dataset, models, metric."""
+"""The embedded tasks the demo, the benchmark and the tests run: dataset, models, metric."""
 import os.path as osp
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+
+from benchmarks.methods import METHOD_TABLE
 
 
 class Run(NamedTuple):
@@ -25,10 +27,18 @@ class Task(NamedTuple):
     # cfg-options of the benchmark's quick preset per role ('teacher', 'student': the
     # student alone and every distillation): shorter schedules, same decay shape.
     quick_schedule: Dict[str, dict]
+    kd_config: str                   # the distillation configs, {} for the method's key
+    # The same distillation on the real dataset with model-zoo teachers, {} for the key.
+    real_data_config: Optional[str] = None
 
     @property
     def teachers(self) -> List[Run]:
         return [r for r in self.runs if r.role == 'teacher']
+
+    @property
+    def teacher_configs(self) -> Dict[str, str]:
+        """``{checkpoint file name: config}`` of the teachers, in config order."""
+        return {run.export_as: run.config for run in self.teachers}
 
     def teacher_files(self, teacher_dir: str) -> List[str]:
         """The exported teacher checkpoints under ``teacher_dir``, in config order."""
@@ -69,14 +79,20 @@ def _coco_data_options(root: str) -> dict:
     return options
 
 
-def distill_runs(folder: str, suffix: str) -> List[Run]:
-    """The student distilled with every weighting method."""
-    methods = [('AVER', 'aver'), ('fixed', 'fixed'), ('EBKD (entropy)', 'entropy'),
-               ('CA-MKD (confidence)', 'confidence'), ('MMKD (meta-learned)', 'mmkd'),
-               ('MTKD-RL (deterministic)', 'mtkd_rl'),
-               ('MTKD-RL (stochastic)', 'mtkd_rl_stochastic')]
-    return [Run(f'KD: {name}', 'distilled', f'{folder}/distill/kd_{key}_{suffix}.py',
-                method=key) for name, key in methods]
+def distill_runs(kd_config: str) -> List[Run]:
+    """The student distilled with every weighting method (``kd_config`` has {} for the
+    method's key)."""
+    return [Run(f'KD: {method.name}', 'distilled', kd_config.format(method.key),
+                method=method.key) for method in METHOD_TABLE]
+
+
+def _generator(name: str) -> Callable[..., dict]:
+    """``mmkd_ext.synthetic_data.<name>``, imported when called (reading the task
+    table imports nothing of the package)."""
+    def generate(root: str, *args, **kwargs) -> dict:
+        from mmkd_ext import synthetic_data
+        return getattr(synthetic_data, name)(root, *args, **kwargs)
+    return generate
 
 
 def _epoch_schedule(epochs: int, **scheduler_options) -> dict:
@@ -94,12 +110,14 @@ def _iter_schedule(iters: int) -> dict:
 
 def make_tasks(root: str) -> Dict[str, Task]:
     """The tasks of the demo and the benchmark, with config paths under ``root``."""
-    from mmkd_ext.synthetic_data import generate_coco_shapes, generate_shapes10, generate_street_scenes
     cls, det = osp.join(root, 'configs/classification'), osp.join(root, 'configs/detection')
     seg = osp.join(root, 'configs/segmentation')
+    cls_kd = f'{cls}/distill/kd_{{}}_r18w8_shapes10.py'
+    det_kd = f'{det}/distill/kd_{{}}_retinanet_r18_coco_shapes.py'
+    seg_kd = f'{seg}/distill/kd_{{}}_pspnet_r18_cityscapes_streets.py'
     return {
         'classification': Task(
-            'Shapes-10', 'data/shapes10', 'work_dirs/shapes10', generate_shapes10, [
+            'Shapes-10', 'data/shapes10', 'work_dirs/shapes10', _generator('generate_shapes10'), [
                 Run('ResNet18-w24', 'teacher', f'{cls}/teachers/resnet18_w24_shapes10.py',
                     'resnet18_w24.pth'),
                 Run('ResNet18-w16', 'teacher', f'{cls}/teachers/resnet18_w16_shapes10.py',
@@ -107,26 +125,27 @@ def make_tasks(root: str) -> Dict[str, Task]:
                 Run('ResNet50-w8', 'teacher', f'{cls}/teachers/resnet50_w8_shapes10.py',
                     'resnet50_w8.pth'),
                 Run('student alone', 'student', f'{cls}/students/resnet18_w8_shapes10.py'),
-            ] + distill_runs(cls, 'r18w8_shapes10'), 'accuracy/top1', 'top-1 (%)', 1.0,
+            ] + distill_runs(cls_kd), 'accuracy/top1', 'top-1 (%)', 1.0,
             'Multi-teacher distillation of a ResNet-18 (8 channels) on Shapes-10',
             _data_root_options, dict(teacher=_epoch_schedule(5, T_max=5),
-                                     student=_epoch_schedule(3, T_max=3))),
+                                     student=_epoch_schedule(3, T_max=3)), cls_kd),
         'detection': Task(
-            'Shapes-COCO', 'data/coco_shapes', 'work_dirs/coco_shapes', generate_coco_shapes, [
+            'Shapes-COCO', 'data/coco_shapes', 'work_dirs/coco_shapes',
+            _generator('generate_coco_shapes'), [
                 Run('RetinaNet R34-w32', 'teacher',
                     f'{det}/teachers/retinanet_r34_w32_coco_shapes.py', 'retinanet_r34_w32.pth'),
                 Run('RetinaNet R50-w16', 'teacher',
                     f'{det}/teachers/retinanet_r50_w16_coco_shapes.py', 'retinanet_r50_w16.pth'),
                 Run('student alone', 'student',
                     f'{det}/students/retinanet_r18_w16_coco_shapes.py'),
-            ] + distill_runs(det, 'retinanet_r18_coco_shapes'), 'coco/bbox_mAP',
-            'bbox mAP (%)', 100.0,
+            ] + distill_runs(det_kd), 'coco/bbox_mAP', 'bbox mAP (%)', 100.0,
             'Multi-teacher distillation of a RetinaNet-R18 (16 channels) on Shapes-COCO',
             _coco_data_options, dict(teacher=_epoch_schedule(4, milestones=[3]),
-                                     student=_epoch_schedule(4, milestones=[3]))),
+                                     student=_epoch_schedule(4, milestones=[3])), det_kd,
+            f'{det}/coco/kd_{{}}_retinanet_r50_r101_to_r18_coco.py'),
         'segmentation': Task(
             'Cityscapes-Streets', 'data/cityscapes_streets', 'work_dirs/cityscapes_streets',
-            generate_street_scenes, [
+            _generator('generate_street_scenes'), [
                 Run('PSPNet R34-w16', 'teacher',
                     f'{seg}/teachers/pspnet_r34_w16_cityscapes_streets.py', 'pspnet_r34_w16.pth'),
                 Run('DeepLabV3 R50-w16', 'teacher',
@@ -134,7 +153,8 @@ def make_tasks(root: str) -> Dict[str, Task]:
                     'deeplabv3_r50_w16.pth'),
                 Run('student alone', 'student',
                     f'{seg}/students/pspnet_r18_w8_cityscapes_streets.py'),
-            ] + distill_runs(seg, 'pspnet_r18_cityscapes_streets'), 'mIoU', 'mIoU (%)', 1.0,
+            ] + distill_runs(seg_kd), 'mIoU', 'mIoU (%)', 1.0,
             'Multi-teacher distillation of a PSPNet-R18 (8 channels) on Cityscapes-Streets',
-            _data_root_options, dict(teacher=_iter_schedule(400), student=_iter_schedule(300))),
+            _data_root_options, dict(teacher=_iter_schedule(400), student=_iter_schedule(300)),
+            seg_kd, f'{seg}/cityscapes/kd_{{}}_pspnet_deeplabv3_r101_to_r18_cityscapes.py'),
     }

@@ -9,15 +9,14 @@ import sys
 import pytest
 import torch
 
+from benchmarks.tasks import make_tasks
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(ROOT, 'configs')
-KD_CONFIG = osp.join(CONFIGS, 'classification', 'distill', 'kd_{}_r18w8_shapes10.py')
-TEACHER_CONFIGS = {
-    'resnet18_w24.pth': osp.join(CONFIGS, 'classification/teachers/resnet18_w24_shapes10.py'),
-    'resnet18_w16.pth': osp.join(CONFIGS, 'classification/teachers/resnet18_w16_shapes10.py'),
-    'resnet50_w8.pth': osp.join(CONFIGS, 'classification/teachers/resnet50_w8_shapes10.py'),
-}
-STUDENT_CONFIG = osp.join(CONFIGS, 'classification/students/resnet18_w8_shapes10.py')
+DEMO_TASKS = make_tasks(ROOT)  # the task table: configs, teachers, data
+KD_CONFIG = DEMO_TASKS['classification'].kd_config  # {} for the method's key
+TEACHER_CONFIGS = DEMO_TASKS['classification'].teacher_configs
+STUDENT_CONFIG = DEMO_TASKS['classification'].student_config
 
 torch.set_num_threads(2)
 
@@ -133,12 +132,9 @@ def make_batch(distiller, batch_size=4, seed=0):
 
 
 DET_CONFIGS = osp.join(CONFIGS, 'detection')
-DET_KD_CONFIG = osp.join(DET_CONFIGS, 'distill', 'kd_{}_retinanet_r18_coco_shapes.py')
-DET_TEACHER_CONFIGS = {
-    'retinanet_r34_w32.pth': osp.join(DET_CONFIGS, 'teachers/retinanet_r34_w32_coco_shapes.py'),
-    'retinanet_r50_w16.pth': osp.join(DET_CONFIGS, 'teachers/retinanet_r50_w16_coco_shapes.py'),
-}
-DET_STUDENT_CONFIG = osp.join(DET_CONFIGS, 'students/retinanet_r18_w16_coco_shapes.py')
+DET_KD_CONFIG = DEMO_TASKS['detection'].kd_config
+DET_TEACHER_CONFIGS = DEMO_TASKS['detection'].teacher_configs
+DET_STUDENT_CONFIG = DEMO_TASKS['detection'].student_config
 
 
 @pytest.fixture(scope='session')
@@ -167,13 +163,9 @@ def det_kd_overrides(coco_root, det_teacher_dir, batch_size=4, max_iters=None,
 
 
 SEG_CONFIGS = osp.join(CONFIGS, 'segmentation')
-SEG_KD_CONFIG = osp.join(SEG_CONFIGS, 'distill', 'kd_{}_pspnet_r18_cityscapes_streets.py')
-SEG_TEACHER_CONFIGS = {
-    'pspnet_r34_w16.pth': osp.join(SEG_CONFIGS, 'teachers/pspnet_r34_w16_cityscapes_streets.py'),
-    'deeplabv3_r50_w16.pth': osp.join(SEG_CONFIGS,
-                                      'teachers/deeplabv3_r50_w16_cityscapes_streets.py'),
-}
-SEG_STUDENT_CONFIG = osp.join(SEG_CONFIGS, 'students/pspnet_r18_w8_cityscapes_streets.py')
+SEG_KD_CONFIG = DEMO_TASKS['segmentation'].kd_config
+SEG_TEACHER_CONFIGS = DEMO_TASKS['segmentation'].teacher_configs
+SEG_STUDENT_CONFIG = DEMO_TASKS['segmentation'].student_config
 
 
 @pytest.fixture(scope='session')

@@ -77,8 +77,9 @@ def prepare_data(task, data_root=None) -> str:
 
 def overhead(args, task_name: str, task) -> None:
     """``--overhead``: the bound and each method's KD step, in one child process."""
-    from benchmarks.benchmark import (METHODS, format_overhead_table,
-                                           format_teacher_variant_table, run_in_subprocess)
+    from benchmarks.benchmark import (format_overhead_table, format_teacher_variant_table,
+                                      run_in_subprocess)
+    from benchmarks.methods import METHODS
     data_root = prepare_data(task, args.data_root)
     checkpoints = prepare_teachers(task, args.teacher_dir
                                    or osp.join(task.work_root, 'teachers'))
@@ -105,7 +106,7 @@ def overhead(args, task_name: str, task) -> None:
 def method_matrix(args, tasks) -> int:
     """The default mode; returns the exit status (1 if a run failed)."""
     from benchmarks import matrix
-    from benchmarks.benchmark import METHODS
+    from benchmarks.methods import METHODS
     from benchmarks.plotting import plot_weight_grid
     preset_name = 'quick' if args.quick else 'full'
     preset = matrix.PRESETS[preset_name]
@@ -212,8 +213,8 @@ def check_args(parser, args, methods) -> None:
 
 
 def main():
-    from benchmarks.benchmark import METHODS
     from benchmarks.experiments import absolute_paths
+    from benchmarks.methods import METHODS
     from benchmarks.tasks import make_tasks
     tasks = make_tasks(ROOT)
     parser = argparse.ArgumentParser(

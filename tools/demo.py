@@ -66,9 +66,9 @@ def format_table(results: List[dict], metric_name: str) -> str:
 
 
 def main():
+    tasks = make_tasks(ROOT)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--task', choices=['classification', 'detection', 'segmentation'],
-                        default='classification')
+    parser.add_argument('--task', choices=list(tasks), default='classification')
     parser.add_argument('--work-root', help="default: the task's (work_dirs/<dataset>)")
     parser.add_argument('--data-root', help="default: the task's (data/<dataset>)")
     parser.add_argument('--force', action='store_true', help='redo finished runs')
@@ -79,7 +79,7 @@ def main():
     args = parser.parse_args()
     experiments.absolute_paths(args, ('work_root', 'data_root'))  # before the chdir
     os.chdir(ROOT)
-    task = make_tasks(ROOT)[args.task]
+    task = tasks[args.task]
     known = [run.method for run in task.runs if run.method]
     unknown = sorted(set(args.methods or ()) - set(known))
     if unknown:

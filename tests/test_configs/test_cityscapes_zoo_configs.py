@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import CONFIGS, SEG_CONFIGS, train_zoo_config, zoo_config_overrides
+from conftest import CONFIGS, DEMO_TASKS, SEG_CONFIGS, train_zoo_config, zoo_config_overrides
 
 ZOO_CONFIGS = sorted(glob.glob(osp.join(SEG_CONFIGS, 'cityscapes', 'kd_*_cityscapes.py')))
 NO_DOWNLOAD = {'pretrained': None}  # no ImageNet weights can be fetched here
@@ -51,8 +51,7 @@ def test_cityscapes_config_trains_with_overridden_checkpoints_and_data(
         method, zoo_seg_teacher_checkpoints, streets_root, tmp_path):
     """The full distiller of the real config (zoo R101 teachers, R18 student) on the
     generated data with its 64x128 training crops instead of 512x1024."""
-    cfg = Config.fromfile(osp.join(SEG_CONFIGS, 'cityscapes',
-                                   f'kd_{method}_pspnet_deeplabv3_r101_to_r18_cityscapes.py'))
+    cfg = Config.fromfile(DEMO_TASKS['segmentation'].real_data_config.format(method))
     small = Config.fromfile(SMALL_DATA_CONFIG)
     cfg.merge_from_dict(dict(zoo_config_overrides(zoo_seg_teacher_checkpoints, streets_root), **{
         'model.student.cfg_options': dict(NO_DOWNLOAD, **{

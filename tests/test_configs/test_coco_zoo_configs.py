@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import DET_CONFIGS, train_zoo_config, zoo_config_overrides
+from conftest import DEMO_TASKS, DET_CONFIGS, train_zoo_config, zoo_config_overrides
 
 ZOO_CONFIGS = sorted(glob.glob(osp.join(DET_CONFIGS, 'coco', 'kd_*_coco.py')))
 SHAPES_CLASSES = ('disc', 'ring', 'square', 'frame', 'triangle', 'plus', 'cross', 'checker')
@@ -43,8 +43,7 @@ def test_every_zoo_config_names_model_zoo_teachers():
 @pytest.mark.parametrize('method', ['aver', pytest.param('mtkd_rl', marks=pytest.mark.slow)])
 def test_zoo_config_trains_with_overridden_checkpoints_and_data(
         method, zoo_teacher_checkpoints, coco_root, tmp_path):
-    cfg = Config.fromfile(osp.join(DET_CONFIGS, 'coco',
-                                   f'kd_{method}_retinanet_r50_r101_to_r18_coco.py'))
+    cfg = Config.fromfile(DEMO_TASKS['detection'].real_data_config.format(method))
     cfg.merge_from_dict(dict(zoo_config_overrides(zoo_teacher_checkpoints, coco_root), **{
         'model.student.cfg_options': NO_DOWNLOAD,
         'train_dataloader.dataset.ann_file': 'annotations/instances_train2017.json',

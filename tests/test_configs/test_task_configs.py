@@ -12,8 +12,9 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conftest import (DET_KD_CONFIG, DET_STUDENT_CONFIG, SEG_KD_CONFIG, SEG_STUDENT_CONFIG,
-                      det_kd_overrides, run_tool, seg_kd_overrides)
+from benchmarks.methods import METHODS
+from conftest import (DEMO_TASKS, DET_KD_CONFIG, DET_STUDENT_CONFIG, SEG_KD_CONFIG,
+                      SEG_STUDENT_CONFIG, det_kd_overrides, run_tool, seg_kd_overrides)
 
 
 class TaskConfigs(NamedTuple):
@@ -31,18 +32,18 @@ class TaskConfigs(NamedTuple):
 TASKS = dict(
     detection=TaskConfigs(
         DET_KD_CONFIG, DET_STUDENT_CONFIG, 'coco_root', 'det_teacher_dir', det_kd_overrides,
-        {'train_cfg.max_epochs': 1, 'param_scheduler': '[]'}, 'r34w32', 4, 'coco/bbox_mAP'),
+        {'train_cfg.max_epochs': 1, 'param_scheduler': '[]'}, 'r34w32', 4,
+        DEMO_TASKS['detection'].metric_key),
     segmentation=TaskConfigs(
         SEG_KD_CONFIG, SEG_STUDENT_CONFIG, 'streets_root', 'seg_teacher_dir', seg_kd_overrides,
         {'train_cfg.max_iters': 4, 'train_cfg.val_interval': 4,
          'default_hooks.checkpoint.interval': 4, 'param_scheduler': '[]'},
-        'psp_r34w16', 1, 'mIoU'),
+        'psp_r34w16', 1, DEMO_TASKS['segmentation'].metric_key),
 )
 # Every weighting runs on tiny models of both tasks in test_weightings_on_tasks.py; here
 # each task's configs run AVER and one hook-driven method (MMKD for detection, MTKD-RL
 # for segmentation; the tools tests below run CA-MKD), the rest as long tests.
 FAST_METHODS = dict(detection=('aver', 'mmkd'), segmentation=('aver', 'mtkd_rl'))
-METHODS = ('aver', 'fixed', 'entropy', 'confidence', 'mmkd', 'mtkd_rl', 'mtkd_rl_stochastic')
 TASK_METHODS = [
     pytest.param(task, method, marks=() if method in FAST_METHODS[task] else pytest.mark.slow)
     for task in sorted(TASKS) for method in METHODS]
@@ -96,7 +97,7 @@ def test_test_tool_reports_the_students_metric(trained):
                       '--work-dir', str(work_dir), '--metrics-json', str(metrics), *args)
     assert result.returncode == 0, result.stderr[-3000:]
     values = json.loads(metrics.read_text())
-    scale = 100.0 if task == 'segmentation' else 1.0  # mmseg reports percent
+    scale = 100.0 / DEMO_TASKS[task].metric_scale  # mmseg reports percent, mmdet fractions
     assert 0.0 <= values[TASKS[task].metric] <= scale
 
 

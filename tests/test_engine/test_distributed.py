@@ -9,10 +9,9 @@ import sys
 import pytest
 import torch
 
+from benchmarks.methods import METHODS
 from conftest import (DET_KD_CONFIG, KD_CONFIG, ROOT, SEG_KD_CONFIG, det_kd_overrides,
                       kd_overrides, seg_kd_overrides)
-
-METHODS = ('aver', 'fixed', 'entropy', 'confidence', 'mmkd', 'mtkd_rl', 'mtkd_rl_stochastic')
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason='covers the CPU (gloo) path')
 

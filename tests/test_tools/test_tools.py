@@ -121,7 +121,7 @@ def test_dist_train_runs_two_cpu_processes(shapes_root, teacher_dir, tmp_path):
 
 
 def test_every_task_has_a_config_per_benchmark_method():
-    from benchmarks.benchmark import METHODS
+    from benchmarks.methods import METHODS
     from benchmarks.tasks import make_tasks
     for task in make_tasks(ROOT).values():
         for method in METHODS:
