@@ -42,3 +42,31 @@ def test_default_scope_mmkd_ext_and_custom_imports(tmp_path):
         result = run_tool('-c', BUILD_SCRIPT.format(config=config))
         assert result.returncode == 0, f'{name}: {result.stderr[-3000:]}'
         assert 'BUILT MultiTeacherDistiller EntropyWeighting' in result.stdout
+
+
+IMPORT_SCRIPT = '''
+import sys
+import mmkd_ext
+print('LOADED', *(name in sys.modules for name in
+                  ('mmdet', 'mmseg', 'mmkd_ext.datasets', 'mmkd_ext.synthetic_data')))
+from mmengine.fileio import get_file_backend
+from mmengine.runner.checkpoint import CheckpointLoader
+from mmkd_ext.utils.atomic_io import AtomicLocalBackend
+from mmkd_ext.utils.checkpoint import load_from_local
+print('INSTALLED', CheckpointLoader._schemes[''] is load_from_local,
+      isinstance(get_file_backend('a.pth'), AtomicLocalBackend))
+from mmengine.registry import DATASETS
+dataset = DATASETS.get('mmkd_ext.CheckedCocoDataset')
+print('LAZY', dataset.__module__, 'mmdet' in sys.modules)
+'''
+
+
+def test_import_loads_no_task_library():
+    """``import mmkd_ext`` loads neither mmdet nor mmseg nor the generators, installs
+    the checkpoint I/O, and a config naming a checked dataset still finds it."""
+    result = run_tool('-c', IMPORT_SCRIPT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(' ', 1) for line in result.stdout.splitlines())
+    assert lines['LOADED'] == 'False False False False'
+    assert lines['INSTALLED'] == 'True True'
+    assert lines['LAZY'] == 'mmkd_ext.datasets.coco_check True'
