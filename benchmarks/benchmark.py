@@ -18,7 +18,6 @@ Beside the bound, each teacher's forward is timed under the distiller's speed op
 (channels-last inputs and weights, bf16 autocast), with how far they move the
 teacher's outputs from float32.
 """
-import contextlib
 import copy
 import json
 import os
@@ -35,7 +34,7 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
-from mmkd_ext.models.distillers.multi_teacher_distiller import _usable_by_autograd
+from mmkd_ext.models.distillers import TeacherPool
 
 from benchmarks.methods import METHODS  # the weighting methods, by short key
 
@@ -219,7 +218,8 @@ def hook_interval(cfg: Config) -> Optional[int]:
 def measure_bound(student_cfg: Config, kd_cfg: Config, warmup: int) -> tuple:
     """Phase (a): training iterations of ``student_cfg`` (the student alone) through
     the runner; phase (b): each teacher of ``kd_cfg`` on the batches of its training
-    data loader (the same stream), under inference mode.
+    data loader (the same stream), run as its distiller runs it (:class:`TeacherForward`
+    with the distiller's teacher options).
 
     Returns:
         ``(rows, (distiller, batches))``: a row per phase, and the distiller of
@@ -238,31 +238,30 @@ def measure_bound(student_cfg: Config, kd_cfg: Config, warmup: int) -> tuple:
         except StopIteration:
             stream = iter(loader)
     prepared = [model.data_preprocessor(copy.copy(data), True) for data in batches]
-    for name, teacher, convert in zip(model.teacher_names, model.teachers,
-                                      model.input_converters):
-        forward = TeacherForward(model.task_view, teacher, convert)
+    for index, name in enumerate(model.teacher_names):
+        forward = TeacherForward(model.teacher_pool, index)
         rows.append(dict(phase=f'teacher {name} forward', **timed(forward, prepared, warmup)))
     return rows, (model, prepared)
 
 
 class TeacherForward:
-    """A teacher's inference forward on a prepared batch, its input conversion
-    included, optionally on channels-last inputs and under autocast; returns the
-    head output as the teacher gives it."""
+    """Teacher ``index``'s forward on a prepared batch as the distiller runs it
+    (:meth:`~mmkd_ext.models.distillers.TeacherPool.run_teacher`: input conversion,
+    inference mode, feature recording, the copy of the outputs out of inference mode);
+    ``options`` (``channels_last``, ``autocast``) override the pool's own. Returns the
+    head output (float32)."""
 
-    def __init__(self, view, teacher, convert, channels_last: bool = False,
-                 autocast: Optional[torch.dtype] = None):
-        self.view, self.teacher, self.convert = view, teacher, convert
-        self.channels_last, self.autocast = channels_last, autocast
+    def __init__(self, pool: TeacherPool, index: int, **options):
+        self.pool, self.index = pool, index
+        self.options = dict(pool.options, **options)
+
+    @property
+    def channels_last(self) -> bool:
+        return self.options['channels_last']
 
     def __call__(self, data: dict):
-        with torch.inference_mode():
-            inputs = self.convert(data['inputs'])
-            if self.channels_last:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            with (torch.autocast(inputs.device.type, dtype=self.autocast)
-                  if self.autocast else contextlib.nullcontext()):
-                return self.view.teacher_forward(self.teacher, inputs, data['data_samples'])
+        return self.pool.run_teacher(self.index, data['inputs'], data['data_samples'],
+                                     **self.options)[0]
 
 
 #: The teachers' speed options of :class:`MultiTeacherDistiller`, as timed here.
@@ -279,21 +278,19 @@ def measure_teacher_variants(model, prepared: List[dict], warmup: int) -> List[d
     (:meth:`~BaseTaskView.sample_logits`) stays the same, and the mean per-sample KD
     term (the distiller's logit KD loss) of the variant's output towards float32's.
     The teachers are left in the memory format the distiller gave them."""
-    view, kd_loss = model.task_view, model.logit_kd_loss
+    view, kd_loss, pool = model.task_view, model.logit_kd_loss, model.teacher_pool
+    plain = dict(channels_last=False, autocast=None)
     rows = []
-    for name, teacher, convert in zip(model.teacher_names, model.teachers,
-                                      model.input_converters):
-        try:
-            teacher.to(memory_format=torch.contiguous_format)
-            reference = [TeacherForward(view, teacher, convert)(data) for data in prepared]
+    try:
+        for index, name in enumerate(pool.names):
+            pool.to_memory_format(False)
+            reference = [TeacherForward(pool, index, **plain)(data) for data in prepared]
             for variant, options in TEACHER_VARIANTS.items():
-                forward, outputs = TeacherForward(view, teacher, convert, **options), []
-                teacher.to(memory_format=torch.channels_last if forward.channels_last
-                           else torch.contiguous_format)
+                forward, outputs = TeacherForward(pool, index, **dict(plain, **options)), []
+                pool.to_memory_format(forward.channels_last)
                 figures = timed(lambda data: outputs.append(forward(data)), prepared, warmup)
                 agree, drift = [], []
                 for data, out, ref in zip(prepared, outputs, reference):
-                    out = _usable_by_autograd(out)  # float32 copies of bf16 outputs
                     agree.append((view.sample_logits(out).argmax(1)
                                   == view.sample_logits(ref).argmax(1)).float())
                     if kd_loss is not None:
@@ -301,9 +298,8 @@ def measure_teacher_variants(model, prepared: List[dict], warmup: int) -> List[d
                 rows.append(dict(teacher=name, variant=variant, **figures,
                                  top1_agreement=torch.cat(agree).mean().item(),
                                  kd_drift=torch.cat(drift).mean().item() if drift else None))
-        finally:
-            teacher.to(memory_format=torch.channels_last if model.teacher_channels_last
-                       else torch.contiguous_format)
+    finally:
+        pool.to_memory_format(pool.channels_last)
     return rows
 
 

@@ -1,3 +1,3 @@
-from .kd_batch import KDBatch, KDStep, TeacherWeights
+from .kd_batch import AgentTransition, KDBatch, KDStep, TeacherWeights
 
-__all__ = ['KDBatch', 'KDStep', 'TeacherWeights']
+__all__ = ['AgentTransition', 'KDBatch', 'KDStep', 'TeacherWeights']

@@ -73,6 +73,37 @@ class KDStep:
 
 
 @dataclass
+class AgentTransition:
+    """What MTKD-RL's agent read and did in one step (detached): RLAgentHook
+    stores it with the step's reward and trains the agent on it
+    (:meth:`~mmkd_ext.models.weighting.RLAgentWeighting.agent_loss`).
+
+    B: batch size, K: teachers, S: the agent's state width.
+
+    Attributes:
+        state: ``[B, S]`` the agent's input.
+        logit_rules: ``[B, 2, K]`` the rule weights mixed into the logit weights
+            (confidence, logit gap).
+        feature_rules: ``[B, 2, K]`` the rule weights mixed into the feature weights
+            (confidence, feature similarity).
+        actions: ``[2, B, K]`` the sampled actions (logit, feature head) of a
+            stochastic policy in training; None otherwise.
+    """
+    state: torch.Tensor
+    logit_rules: torch.Tensor
+    feature_rules: torch.Tensor
+    actions: Optional[torch.Tensor] = None
+
+    def detached(self) -> 'AgentTransition':
+        return AgentTransition(**{k: _detach(v) for k, v in self.__dict__.items()})
+
+    def as_dict(self) -> Dict[str, torch.Tensor]:
+        """The fields that are set, by name (the form RLAgentHook stores and
+        checkpoints, with the step's ``reward``)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
 class TeacherWeights:
     """Per-sample teacher weights.
 
@@ -80,12 +111,13 @@ class TeacherWeights:
         logit: ``[B, K]`` weights of the logit terms.
         feature: ``[B, K]`` weights of the feature terms (the logit weights when a
             method has a single set).
-        aux: what the method's training hook needs from the step (e.g. the RL
-            agent's state and actions), by name.
+        transition: what MTKD-RL's agent read and did (None for other methods).
     """
     logit: torch.Tensor
     feature: torch.Tensor
-    aux: Dict[str, torch.Tensor] = field(default_factory=dict)
+    transition: Optional[AgentTransition] = None
 
     def detached(self) -> 'TeacherWeights':
-        return TeacherWeights(**{k: _detach(v) for k, v in self.__dict__.items()})
+        return TeacherWeights(
+            logit=self.logit.detach(), feature=self.feature.detach(),
+            transition=None if self.transition is None else self.transition.detached())

@@ -216,13 +216,18 @@ def test_a_teacher_of_another_task_is_refused(tmp_path):
         MultiTeacherDistiller(student=tiny_segmentor(), teachers=[teacher])
 
 
-def test_non_finite_distillation_terms_raise(tmp_path):
+def nan_teacher_entry(tmp_path) -> dict:
+    """A teacher entry whose checkpoint has a NaN classifier bias."""
     teacher = tiny_classifier(4)
     path = save_checkpoint(teacher, tmp_path / 'nan.pth')
     state = torch.load(path)
     state['state_dict']['head.fc.bias'][0] = float('nan')
     torch.save(state, path)
-    distiller = make_distiller([dict(config=teacher, checkpoint=path)])
+    return dict(config=teacher, checkpoint=path)
+
+
+def test_non_finite_distillation_terms_raise(tmp_path):
+    distiller = make_distiller([nan_teacher_entry(tmp_path)])
     inputs, samples = make_batch(distiller)
     with pytest.raises(FloatingPointError, match=r"Non-finite training terms: logit KD of "
                        r"teacher 't0' \(t0.kd = nan\)"):

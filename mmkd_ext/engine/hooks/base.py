@@ -6,13 +6,17 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
+from mmkd_ext.models.distillers.contract import DistillerContract
+
 
 class WeightingTrainerHook(Hook):
     """Base of the hooks that train a weighting method's parameters outside the
     student's optimizer (:class:`MetaWeightHook`, :class:`RLAgentHook`).
 
-    - :meth:`distiller` returns the (unwrapped) distiller and checks that its
-      weighting is ``weighting_type``;
+    - :meth:`distiller` returns the (unwrapped) distiller, checks that it has the
+      hooks' interface (:class:`~mmkd_ext.models.distillers.DistillerContract`,
+      the only part of the model a hook uses) and that its weighting is
+      ``weighting_type``;
     - the hook's own state (:meth:`state_dict`) is saved in every checkpoint under
       ``checkpoint_key`` and restored by :meth:`load_state_dict` on ``--resume``
       only (``runner.iter > 0`` in ``before_train``), not for a plain ``load_from``.
@@ -27,7 +31,10 @@ class WeightingTrainerHook(Hook):
 
     def distiller(self, runner):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        if not isinstance(getattr(model, 'weighting', None), self.weighting_type):
+        if not isinstance(model, DistillerContract):
+            raise TypeError(f'{type(self).__name__} needs a MultiTeacherDistiller model, '
+                            f'got {type(model).__name__}.')
+        if not isinstance(model.weighting, self.weighting_type):
             name = self.weighting_type.__name__
             raise TypeError(f'{type(self).__name__} needs a distiller whose weighting is '
                             f"{name}: set model.weighting=dict(type='{name}').")

@@ -160,7 +160,7 @@ class MetaWeightHook(WeightingTrainerHook):
     # ------------------------------------------------------------ every step
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         model = self.distiller(runner)
-        if model.non_finite_terms:  # a step SkipNonFiniteStepsHook skipped
+        if model.step_health.skipped:  # a non-finite step, skipped
             return
         if self.use_hard_buffer:
             self._update_buffer(model, data_batch)

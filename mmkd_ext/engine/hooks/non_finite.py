@@ -6,6 +6,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
+from mmkd_ext.models.distillers.contract import DistillerContract
 from mmkd_ext.registry import HOOKS
 
 
@@ -25,6 +26,12 @@ class SkipNonFiniteStepsHook(Hook):
     skipped step. Each skip is logged with the terms that caused it, and the count
     as ``skipped_steps``; ``max_skipped`` consecutive skips stop training.
 
+    The hook turns skipping on through the distiller's
+    ``step_health.set_non_finite_policy('skip')`` for the training run (and back to
+    ``'raise'`` after it), and reads ``step_health.skipped`` and
+    ``step_health.non_finite_terms`` after each step (see
+    :class:`~mmkd_ext.models.distillers.DistillerContract`).
+
     Usage: ``custom_hooks = [dict(type='mmkd_ext.SkipNonFiniteStepsHook')]``.
 
     Args:
@@ -42,19 +49,19 @@ class SkipNonFiniteStepsHook(Hook):
         self._good_since_update = False  # a finite step added to the pending gradients
         self._stepped = False  # the optimizer stepped during this iteration
         self._resumed: Optional[int] = None
-        self._model = None
+        self._health = None  # the distiller's StepHealth, from before_train
         self._handles = []
 
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        if not hasattr(model, 'skip_non_finite'):
+        if not isinstance(model, DistillerContract):
             raise TypeError('SkipNonFiniteStepsHook needs a MultiTeacherDistiller model, '
                             f'got {type(model).__name__}.')
-        if not model.check_finite:
+        if not model.step_health.check_finite:
             raise ValueError('SkipNonFiniteStepsHook needs model.check_finite=True (it '
                              'skips the steps that check finds).')
-        model.skip_non_finite = True
-        self._model = model
+        model.step_health.set_non_finite_policy('skip')
+        self._health = model.step_health
         if runner.iter > 0 and self._resumed is not None:
             self.skipped = self._resumed
         self._resumed = None
@@ -67,7 +74,7 @@ class SkipNonFiniteStepsHook(Hook):
     def _before_step(self, optimizer, args, kwargs) -> None:
         """Clear the gradients when no finite step contributed to them: a parameter
         without gradient is left alone by the step."""
-        if self._model.non_finite_terms and not self._good_since_update:
+        if self._health.skipped and not self._good_since_update:
             for group in optimizer.param_groups:
                 for param in group['params']:
                     param.grad = None
@@ -76,12 +83,12 @@ class SkipNonFiniteStepsHook(Hook):
         self._stepped = True
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        terms = self._model.non_finite_terms
+        step_skipped, terms = self._health.skipped, self._health.non_finite_terms
         if self._stepped:  # the gradients were used: a new accumulation window starts
             self._stepped = self._good_since_update = False
-        elif not terms:
+        elif not step_skipped:
             self._good_since_update = True
-        if not terms:
+        if not step_skipped:
             self._consecutive = 0
         else:
             self.skipped += 1
@@ -99,8 +106,8 @@ class SkipNonFiniteStepsHook(Hook):
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        if self._model is not None:
-            self._model.skip_non_finite = False
+        if self._health is not None:
+            self._health.set_non_finite_policy('raise')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[self.checkpoint_key] = dict(skipped=self.skipped)

@@ -116,16 +116,17 @@ class RLAgentHook(WeightingTrainerHook):
     # ------------------------------------------------------------ every step
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         model = self.distiller(runner)
-        if model.non_finite_terms:  # a step SkipNonFiniteStepsHook skipped
+        if model.step_health.skipped:  # a non-finite step, skipped
             return
         weighting = model.weighting
         step = model.last_step
         reward = -(step.batch.student_loss + sum(
             model.per_sample_distill_losses(step.batch, step.weights).values()))
         runner.message_hub.update_scalar('train/agent_reward', reward.mean())
-        if not (weighting.policy.stochastic and 'actions' not in step.weights.aux):
-            transition = dict(step.weights.aux, reward=standardized_reward(reward.float()))
-            self.store.append(self._to_store(transition))
+        taken = step.weights.transition  # stored with its reward, as a dict
+        if not (weighting.policy.stochastic and taken.actions is None):
+            self.store.append(self._to_store(
+                dict(taken.as_dict(), reward=standardized_reward(reward.float()))))
         done = runner.iter + 1
         if self.store and (done % self.agent_interval == 0 or len(self.store) >= self.max_stored
                            or (self.update_at_epoch_end and done % self.iters_per_epoch == 0)):

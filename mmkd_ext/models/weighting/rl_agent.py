@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmkd_ext.registry import MODELS
-from mmkd_ext.structures import KDBatch, TeacherWeights
+from mmkd_ext.structures import AgentTransition, KDBatch, TeacherWeights
 from .base import BaseWeighting
 from .rl_policies import POLICY_ALIASES, BasePolicy
 from .static import confidence_weights
@@ -171,26 +171,28 @@ class RLAgentWeighting(BaseWeighting):
                                "dict(type='mmkd_ext.RLAgentHook') to custom_hooks.")
         state, cos = self.agent_state(batch)
         logit_rules, feature_rules = self.rules(batch, cos)
-        aux = dict(state=state, logit_rules=logit_rules, feature_rules=feature_rules)
+        transition = AgentTransition(state, logit_rules, feature_rules)
         if self.training and self.in_warmup:
             ones = torch.ones_like(batch.logit_kd)
-            return TeacherWeights(logit=ones, feature=ones, aux=aux)
+            return TeacherWeights(logit=ones, feature=ones, transition=transition)
         scores = self.agent(state.to(self.agent.logit_head.weight.dtype))
         actions = self.policy.act(scores, explore=self.training, seed=self._seed)
         if self.policy.stochastic and self.training:
-            aux['actions'] = actions
+            transition.actions = actions
         weights = self.mix(actions, logit_rules, feature_rules).to(batch.logit_kd.dtype)
         if not self.is_learning:
             weights = weights.detach()
-        return TeacherWeights(logit=weights[0], feature=weights[1], aux=aux)
+        return TeacherWeights(logit=weights[0], feature=weights[1], transition=transition)
 
     def agent_loss(self, transition: Dict[str, torch.Tensor], baseline: float = 0.0) -> torch.Tensor:
         """The agent's objective on one stored step (both heads), differentiable with
         respect to the agent (and the mixing weights when ``dynamic``).
 
         Args:
-            transition: ``state``, ``logit_rules``, ``feature_rules``, ``reward``
-                ``[B]`` and, for stochastic policies, ``actions`` ``[2, B, K]``.
+            transition: a stored step: the fields of its
+                :class:`~mmkd_ext.structures.AgentTransition` by name
+                (:meth:`~mmkd_ext.structures.AgentTransition.as_dict`) and ``reward``
+                ``[B]``.
             baseline: the running mean reward (stochastic policies).
         """
         scores = self.agent(transition['state'])  # [2, B, K]

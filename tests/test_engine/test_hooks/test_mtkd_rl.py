@@ -35,7 +35,7 @@ def test_state_has_one_block_per_teacher(k, three_teachers):
     model = rl_distiller(three_teachers[:k])
     inputs, samples = make_batch(model, batch_size=5)
     model.loss(inputs, samples)
-    state = model.last_step.weights.aux['state']
+    state = model.last_step.weights.transition.state
     embed_dims = [8 * w for w in (8, 6, 5)[:k]]  # last ResNet stage of each teacher
     assert state.shape == (5, sum(3 + 10 + d for d in embed_dims))
     assert not state.requires_grad
@@ -69,7 +69,7 @@ def test_mixing_is_a_third_each_of_agent_confidence_and_gap(two_teachers):
     inputs, samples = make_batch(model, batch_size=4)
     batch, _ = model.compute_kd_batch(inputs, samples, RLAgentWeighting.requires)
     weights = model.weighting(batch)
-    state = weights.aux['state']
+    state = weights.transition.state
     pi = F.softmax(model.weighting.agent(state)[0], dim=1)
     confidence = (1 - F.softmax(batch.teacher_loss, dim=1))  # K = 2: divided by K - 1 = 1
     expected = (pi + confidence + F.softmax(batch.logit_kd, dim=1)) / 3
@@ -305,11 +305,11 @@ def test_stochastic_actions_stay_on_the_simplex_under_autocast(two_teachers):
     inputs, samples = make_batch(model, batch_size=6)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         model.loss(inputs, samples)
-    aux = model.last_step.weights.aux
-    assert aux['actions'].dtype == torch.float32
+    transition = model.last_step.weights.transition
+    assert transition.actions.dtype == torch.float32
     hook = RLAgentHook()
     hook.optimizer = torch.optim.SGD(model.weighting.parameters(), lr=0.1)
-    hook.store = [dict(aux, reward=torch.rand(6))]
+    hook.store = [dict(transition.as_dict(), reward=torch.rand(6))]
     assert torch.isfinite(torch.tensor(hook.update_agent(model.weighting)))
 
 
