@@ -13,7 +13,7 @@ from mmengine.logging import print_log
 from mmengine.registry import OPTIMIZERS
 
 from mmkd_ext.utils.dist_utils import average_gradients, gather_rows
-from mmkd_ext.engine.optimizers.lookahead import call, differentiable_steps, mirror_optimizer, sum_losses
+from mmkd_ext.engine.optimizers.lookahead import lookahead_task_loss, mirror_optimizer
 from mmkd_ext.registry import HOOKS
 from mmkd_ext.models.weighting.meta_weight_net import MetaWeightNet
 from .base import WeightingTrainerHook
@@ -36,10 +36,6 @@ def isolated_random_state(seed: int):
         torch.set_rng_state(states[2])
 
 
-def _student_tensors(tensors: dict) -> dict:
-    return {k[len('student.'):]: v for k, v in tensors.items() if k.startswith('student.')}
-
-
 @HOOKS.register_module()
 class MetaWeightHook(WeightingTrainerHook):
     """Trains :class:`~mmkd_ext.models.weighting.MetaWeightNet` by bi-level optimisation.
@@ -57,6 +53,11 @@ class MetaWeightHook(WeightingTrainerHook):
     3. back-propagate the task loss of the stepped student on the quiz batch through
        the unrolled steps to the weight networks (the exact hypergradient) and take
        one step of the meta optimizer (Adam by default).
+
+    Steps 2-3's objective is
+    :func:`~mmkd_ext.engine.optimizers.lookahead.lookahead_task_loss` (with the
+    optimizer mirrors of that module); the networks are
+    :class:`~mmkd_ext.models.weighting.MetaWeightNet`.
 
     The nets' inputs (student logits and features) are detached, as in MMKD, so
     the hypergradient flows through the weights they output, not through how their
@@ -232,28 +233,10 @@ class MetaWeightHook(WeightingTrainerHook):
 
     def lookahead_task_loss(self, model, optimizer: torch.optim.Optimizer,
                             inputs: torch.Tensor, data_samples: list) -> torch.Tensor:
-        """The quiz-batch task loss after the unrolled steps, differentiable with
-        respect to the weight networks (the outer objective of MMKD)."""
-        named = {n: p for n, p in model.named_parameters()
-                 if p.requires_grad and not n.startswith('weighting.')}
-        params = {n: p.detach().requires_grad_() for n, p in named.items()}
-        buffers = {n: b.clone() for n, b in model.named_buffers()}
-        mirror = mirror_optimizer(optimizer, named)
-
-        def distill_loss(tensors):
-            return sum_losses(call(model, tensors, inputs, data_samples, mode='distill'))
-
-        def task_loss(tensors):
-            losses = call(model.student, _student_tensors(tensors), inputs, data_samples,
-                          mode='loss')
-            return sum_losses(losses)
-
-        with model.weighting.learning(), model.lookahead():
-            params = differentiable_steps(params, buffers, distill_loss, mirror,
-                                          self.inner_kd_steps)
-            params = differentiable_steps(params, buffers, task_loss, mirror,
-                                          self.inner_ce_steps)
-            return task_loss({**params, **buffers})
+        """MMKD's outer objective with the hook's inner step counts
+        (:func:`~mmkd_ext.engine.optimizers.lookahead.lookahead_task_loss`)."""
+        return lookahead_task_loss(model, optimizer, inputs, data_samples,
+                                   self.inner_kd_steps, self.inner_ce_steps)
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:

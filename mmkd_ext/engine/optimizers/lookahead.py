@@ -4,7 +4,14 @@ Everything here is functional (``torch.func.functional_call`` over a dict of
 parameters and cloned buffers): the live model, its BN statistics and the
 optimizer state are never written. :func:`mirror_optimizer` reads the live student
 optimizer (SGD, Adam or AdamW) into a mirror whose ``step`` does the same update
-while keeping the autograd graph.
+while keeping the autograd graph; :func:`lookahead_task_loss` is MMKD's outer
+objective built from them.
+
+MMKD's parts: the weight networks (:class:`~mmkd_ext.models.weighting.MetaWeightNet`),
+their bi-level training (:class:`~mmkd_ext.engine.hooks.MetaWeightHook`: hard
+buffer, quiz batch, meta optimizer), the objective here, and the distiller's
+look-ahead support (``forward(mode='distill')`` and ``lookahead()`` of
+:class:`~mmkd_ext.models.distillers.MultiTeacherDistiller`).
 """
 import math
 from typing import Callable, Dict, Optional
@@ -152,3 +159,50 @@ def sum_losses(losses: Dict[str, torch.Tensor]) -> torch.Tensor:
         if 'loss' in key:
             total = total + (sum(value) if isinstance(value, (list, tuple)) else value)
     return total
+
+
+def _student_tensors(tensors: Params) -> Params:
+    return {k[len('student.'):]: v for k, v in tensors.items() if k.startswith('student.')}
+
+
+def lookahead_task_loss(distiller: nn.Module, optimizer: torch.optim.Optimizer,
+                        inputs: torch.Tensor, data_samples: list, kd_steps: int,
+                        task_steps: int) -> torch.Tensor:
+    """MMKD's outer objective: the student's task loss on a (quiz) batch after
+    unrolled steps from the live student (and adapters), differentiable with respect
+    to the weighting's networks.
+
+    1. ``kd_steps`` steps on the weighted distillation terms alone
+       (``distiller(..., mode='distill')``, weighted by the networks);
+    2. then ``task_steps`` steps on the student's task loss;
+
+    each a step of the live ``optimizer``'s mirror (its current hyper-parameters and
+    state). Runs inside ``distiller.weighting.learning()`` and
+    ``distiller.lookahead()`` (the teachers run once for the batch; the distiller's
+    last step is untouched). The live parameters, buffers (cloned) and optimizer
+    state are not written.
+
+    Args:
+        inputs: ``[B, C, H, W]``, the preprocessed quiz batch.
+
+    Returns:
+        The scalar outer loss; its backward sends the hypergradient to the nets.
+    """
+    named = {n: p for n, p in distiller.named_parameters()
+             if p.requires_grad and not n.startswith('weighting.')}
+    params = {n: p.detach().requires_grad_() for n, p in named.items()}
+    buffers = {n: b.clone() for n, b in distiller.named_buffers()}
+    mirror = mirror_optimizer(optimizer, named)
+
+    def distill_loss(tensors):
+        return sum_losses(call(distiller, tensors, inputs, data_samples, mode='distill'))
+
+    def task_loss(tensors):
+        losses = call(distiller.student, _student_tensors(tensors), inputs, data_samples,
+                      mode='loss')
+        return sum_losses(losses)
+
+    with distiller.weighting.learning(), distiller.lookahead():
+        params = differentiable_steps(params, buffers, distill_loss, mirror, kd_steps)
+        params = differentiable_steps(params, buffers, task_loss, mirror, task_steps)
+        return task_loss({**params, **buffers})

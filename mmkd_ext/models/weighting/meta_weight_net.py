@@ -38,7 +38,11 @@ class MetaWeightNet(BaseWeighting):
 
     The nets' parameters have ``requires_grad=False`` except inside
     :meth:`learning`, so the regular training step sends them no gradient;
-    :class:`~mmkd_ext.engine.hooks.MetaWeightHook` trains them inside that block.
+    :class:`~mmkd_ext.engine.hooks.MetaWeightHook` trains them inside that block,
+    on the outer objective
+    :func:`~mmkd_ext.engine.optimizers.lookahead.lookahead_task_loss` (unrolled
+    steps of the student through the distiller's ``forward(mode='distill')`` and
+    ``lookahead()``). Configs: ``configs/<task>/**/kd_mmkd_*.py``.
 
     Args:
         batch_size (int): the training batch size B the feature net is built for.
