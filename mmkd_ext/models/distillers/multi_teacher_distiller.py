@@ -105,6 +105,7 @@ class MultiTeacherDistiller(BaseModel):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        TeacherPool.check_options(teachers, teacher_autocast)
         student_cfg, student_ckpt, _, student_options = ModelEntry.parse(student)
         self.student, student_scope = build_model(student_cfg, data_preprocessor,
                                                   student_options)

@@ -50,14 +50,20 @@ class TeacherPool:
         autocast: ``'bf16'``, ``'fp16'`` or None: the teachers' autocast precision.
     """
 
-    def __init__(self, entries: Sequence, data_preprocessor: Optional[dict],
-                 student: nn.Module, student_scope: str, channels_last: bool = False,
-                 autocast: Optional[str] = None):
+    @staticmethod
+    def check_options(entries: Sequence, autocast: Optional[str]) -> None:
+        """Refuse an empty pool or an unknown ``autocast`` (the distiller calls this
+        before it builds the student, so the error comes first)."""
         if autocast not in (None, *AUTOCAST_DTYPES):
             raise ValueError(f"model.teacher_autocast must be None, 'bf16' or 'fp16', got "
                              f'{autocast!r}.')
         if not entries:
             raise ValueError('MultiTeacherDistiller needs at least one teacher.')
+
+    def __init__(self, entries: Sequence, data_preprocessor: Optional[dict],
+                 student: nn.Module, student_scope: str, channels_last: bool = False,
+                 autocast: Optional[str] = None):
+        self.check_options(entries, autocast)
         self.channels_last = channels_last
         self.autocast = autocast
         self.names: List[str] = []
