@@ -18,7 +18,27 @@ KD_CONFIG = DEMO_TASKS['classification'].kd_config  # {} for the method's key
 TEACHER_CONFIGS = DEMO_TASKS['classification'].teacher_configs
 STUDENT_CONFIG = DEMO_TASKS['classification'].student_config
 
-torch.set_num_threads(2)
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # `make test` runs two pytest-xdist workers on the machine's two cores: each
+    # worker, and each tool it starts, computes on one thread.
+    os.environ['OMP_NUM_THREADS'] = '1'
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(2)
+
+
+#: Modules that start training processes, longest first: under pytest-xdist (one
+#: module a worker) they start first, so that short modules fill the end of the run.
+LONGEST_MODULES = ('test_distributed.py', 'test_tools.py', 'test_faults.py',
+                   'test_task_configs.py', 'test_mtkd_rl.py', 'test_benchmark.py',
+                   'test_mmkd.py', 'test_registry.py')
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_MODULES.index(name) if name in LONGEST_MODULES else len(LONGEST_MODULES)
+    items.sort(key=rank)  # stable: the order within a module is kept
 
 
 @pytest.fixture(scope='session')
@@ -62,6 +82,13 @@ def kd_overrides(shapes_root, teacher_dir, batch_size=16, max_iters=None,
                                              if max_iters > 1 else 1, by_epoch=False),
         })
     return options
+
+
+def cli_options(shapes_root, teacher_dir):
+    """``--cfg-options`` of a one-epoch distillation through tools/train.py."""
+    options = kd_overrides(shapes_root, teacher_dir, batch_size=32)
+    options.update({'train_cfg.max_epochs': 1, 'param_scheduler': '[]'})
+    return ['--cfg-options'] + [f'{k}={v}' for k, v in options.items()]
 
 
 def load_kd_config(method, shapes_root, teacher_dir, **kwargs):

@@ -204,3 +204,15 @@ def seg_batch(model, batch_size=2, size=(64, 128), seed=0):
         samples.append(sample)
     data = model.data_preprocessor(dict(inputs=images, data_samples=samples), True)
     return data['inputs'], data['data_samples']
+
+
+def per_image_kd_batch(model, inputs, samples, num_classes):
+    """The distiller's KD batch of two images and two teachers with teacher and student
+    losses, its per-image fields checked; returns ``(batch, student_losses)``."""
+    batch, student_losses = model.compute_kd_batch(inputs, samples,
+                                                  frozenset({'teacher_loss', 'student_loss'}))
+    assert batch.student_logits.shape == (2, num_classes)
+    assert batch.teacher_logits.shape == (2, 2, num_classes)
+    assert batch.logit_kd.shape == batch.feature_kd.shape == batch.teacher_loss.shape == (2, 2)
+    assert batch.student_loss.shape == (2, )
+    return batch, student_losses

@@ -43,13 +43,17 @@ def test_every_zoo_config_names_model_zoo_teachers():
 @pytest.mark.parametrize('method', ['aver', pytest.param('mtkd_rl', marks=pytest.mark.slow)])
 def test_zoo_config_trains_with_overridden_checkpoints_and_data(
         method, zoo_teacher_checkpoints, coco_root, tmp_path):
+    """The full distiller of the real config (zoo R50/R101 teachers, R18 student) on the
+    generated data at its own 160 px instead of resized to 1333x800."""
     cfg = Config.fromfile(DEMO_TASKS['detection'].real_data_config.format(method))
     cfg.merge_from_dict(dict(zoo_config_overrides(zoo_teacher_checkpoints, coco_root), **{
         'model.student.cfg_options': NO_DOWNLOAD,
         'train_dataloader.dataset.ann_file': 'annotations/instances_train2017.json',
         'train_dataloader.dataset.data_prefix.img': 'train2017/',
         'train_dataloader.dataset.metainfo': dict(classes=SHAPES_CLASSES),
+        'train_dataloader.dataset.pipeline.2.scale': (256, 160),
     }))
+    assert cfg.train_dataloader.dataset.pipeline[2].type == 'Resize'
     runner = train_zoo_config(cfg, method, tmp_path)
     step = runner.model.last_step
     assert step.batch.teacher_logits.shape == (2, 2, 80)  # the zoo heads' 80 classes

@@ -6,13 +6,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import KD_CONFIG, ROOT, STUDENT_CONFIG, kd_overrides, run_tool
-
-
-def cli_options(shapes_root, teacher_dir):
-    options = kd_overrides(shapes_root, teacher_dir, batch_size=32)
-    options.update({'train_cfg.max_epochs': 1, 'param_scheduler': '[]'})
-    return ['--cfg-options'] + [f'{k}={v}' for k, v in options.items()]
+from conftest import KD_CONFIG, ROOT, STUDENT_CONFIG, cli_options, kd_overrides, run_tool
 
 
 @pytest.fixture(scope='module')

@@ -13,7 +13,9 @@ from conftest import load_kd_config, make_batch, make_distiller
 
 @pytest.fixture
 def mmkd(two_teachers):
-    """A tiny MMKD distiller with an SGD optimizer that has taken one step."""
+    """A tiny MMKD distiller with an SGD optimizer that has taken one step (its weight
+    nets seeded: the finite-difference check must not depend on the tests run before)."""
+    torch.manual_seed(0)
     model = make_distiller(two_teachers, weighting=dict(type='MetaWeightNet', batch_size=4))
     params = [p for n, p in model.named_parameters() if not n.startswith('weighting.')]
     optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
@@ -97,7 +99,11 @@ def test_hypergradient_matches_finite_differences(mmkd):
         grad = param.grad.clone()
         for flat_index in torch.topk(grad.abs().flatten(), 2).indices.tolist():
             index = torch.unravel_index(torch.tensor(flat_index), param.shape)
-            eps = 1e-5
+            # Small: the outer loss is only piecewise smooth (the task-loss step holds
+            # the student's ReLU masks, which switch where a pre-activation crosses 0;
+            # here switches lie 1e-4 apart and one within 1e-6 of the point), and in
+            # float64 the difference keeps about 7 digits at this step.
+            eps = 1e-7
             with torch.no_grad():
                 param[index] += eps
             plus = outer().item()

@@ -314,8 +314,7 @@ def test_stochastic_actions_stay_on_the_simplex_under_autocast(two_teachers):
 
 
 def test_train_and_test_tools_run_mtkd_rl(shapes_root, teacher_dir, tmp_path):
-    from conftest import KD_CONFIG, run_tool
-    from test_tools.test_tools import cli_options
+    from conftest import KD_CONFIG, cli_options, run_tool
     config = KD_CONFIG.format('mtkd_rl_stochastic')
     options = cli_options(shapes_root, teacher_dir) + ['model.weighting.warmup_epochs=0.4']
     result = run_tool('tools/train.py', config, '--work-dir', str(tmp_path), *options)
