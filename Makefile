@@ -19,8 +19,14 @@ demo-detection: setup
 demo-segmentation: setup
 	$(PY) tools/demo.py --task segmentation
 
+# Two pytest-xdist workers (one a core), each test module on one worker so that its
+# module fixtures (a trained run, a dataset) are built once; set TEST_WORKERS=0 to
+# run in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest tests -q -n $(TEST_WORKERS) --dist loadscope
+
 test: setup
-	$(PY) -m pytest tests -q
+	$(PYTEST)
 
 test-all: setup
-	$(PY) -m pytest tests -q -m "slow or not slow"
+	$(PYTEST) -m "slow or not slow"

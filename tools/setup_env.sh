@@ -51,7 +51,7 @@ run_step torch \
     "$PIP --isolated \${PIP_CERT:+--cert \"\$PIP_CERT\"} torch==2.13.0 torchvision==0.28.0"
 
 run_step openmmlab \
-    "'$PY' -c 'import mmengine, ftfy, regex, numpy, cv2; from importlib.metadata import version as v; [v(p) for p in (\"mmdet\",\"mmsegmentation\",\"mmpretrain\")]; assert numpy.__version__ < \"2\"'" \
+    "'$PY' -c 'import mmengine, ftfy, regex, numpy, cv2, pytest, xdist; from importlib.metadata import version as v; [v(p) for p in (\"mmdet\",\"mmsegmentation\",\"mmpretrain\")]; assert numpy.__version__ < \"2\"'" \
     "$PIP -r '$ROOT/requirements/runtime.txt' -r '$ROOT/requirements/tests.txt'"
 
 # mmcv with its compiled ops, built against the environment's torch (about 25 min on
