@@ -3,7 +3,9 @@
 Each registry is a child of MMEngine's root registry of the same kind, so a config
 can name ``mmkd_ext.MultiTeacherDistiller`` from any default scope, and with
 ``default_scope='mmkd_ext'`` the ``locations`` below are imported on first use
-(no ``custom_imports`` needed).
+(no ``custom_imports`` needed). ``import mmkd_ext`` imports the models and hooks;
+the datasets (which import mmdet and mmseg) are imported by the first lookup of
+``DATASETS``, e.g. of ``mmkd_ext.CheckedCocoDataset`` from a config.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS

@@ -63,7 +63,6 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write(obj.encode(encoding), filepath)
 
 
-
 #: Checkpoints MMEngine's CheckpointHook writes: ``iter_<n>.pth`` / ``epoch_<n>.pth``.
 _NUMBERED = re.compile(r'(iter|epoch)_(\d+)\.pth$')
 

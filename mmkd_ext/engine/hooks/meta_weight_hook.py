@@ -12,10 +12,10 @@ from mmengine.dist import get_rank, get_world_size
 from mmengine.logging import print_log
 from mmengine.registry import OPTIMIZERS
 
-from mmkd_ext.utils.dist_utils import average_gradients, gather_rows
 from mmkd_ext.engine.optimizers.lookahead import lookahead_task_loss, mirror_optimizer
-from mmkd_ext.registry import HOOKS
 from mmkd_ext.models.weighting.meta_weight_net import MetaWeightNet
+from mmkd_ext.registry import HOOKS
+from mmkd_ext.utils.dist_utils import average_gradients, gather_rows
 from .base import WeightingTrainerHook
 
 

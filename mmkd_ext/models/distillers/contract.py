@@ -14,6 +14,8 @@ from .step_health import StepHealth
 class DistillerContract(Protocol):
     """What training hooks (:mod:`mmkd_ext.engine.hooks`) read from and call on the
     distiller; :class:`~mmkd_ext.models.distillers.MultiTeacherDistiller` implements it.
+    It is checked with ``isinstance`` (which tests that the members exist), not
+    ``issubclass`` (a protocol with data members refuses that).
     A hook uses nothing else of the model.
 
     Read after a training step:

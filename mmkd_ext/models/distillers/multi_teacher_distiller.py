@@ -180,7 +180,8 @@ class MultiTeacherDistiller(BaseModel):
         """For passes that are not training steps (e.g. unrolled meta-learning steps):
         teachers run once per input batch and their outputs are reused, and
         :attr:`last_step` and :attr:`step_health` are left as the last real training
-        step set them."""
+        step set them. Only this context marks a pass as not a real step; nested,
+        the inner one shares the outer one's teacher outputs."""
         previous = self._in_lookahead
         self._in_lookahead = True
         try:

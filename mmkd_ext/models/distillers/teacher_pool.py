@@ -52,8 +52,9 @@ class TeacherPool:
 
     @staticmethod
     def check_options(entries: Sequence, autocast: Optional[str]) -> None:
-        """Refuse an empty pool or an unknown ``autocast`` (the distiller calls this
-        before it builds the student, so the error comes first)."""
+        """Refuse an empty pool or an unknown ``autocast``. The pool checks on
+        construction; the distiller also calls this before it builds the student,
+        so that the error comes before that work."""
         if autocast not in (None, *AUTOCAST_DTYPES):
             raise ValueError(f"model.teacher_autocast must be None, 'bf16' or 'fp16', got "
                              f'{autocast!r}.')
