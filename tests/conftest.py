@@ -41,19 +41,29 @@ def pytest_collection_modifyitems(items):
     items.sort(key=rank)  # stable: the order within a module is kept
 
 
+def generated_dataset(tmp_path_factory, task, num_train, num_val):
+    """A small copy of a demo task's dataset (seed 0) in the session's temporary folder."""
+    root = str(tmp_path_factory.mktemp(osp.basename(DEMO_TASKS[task].data_root)))
+    DEMO_TASKS[task].generate(root, num_train=num_train, num_val=num_val, seed=0)
+    return root
+
+
+def demo_teacher_checkpoints(tmp_path_factory, task):
+    """Checkpoints of a demo task's teachers (randomly initialised, seeded by order)."""
+    folder = tmp_path_factory.mktemp(osp.basename(DEMO_TASKS[task].data_root) + '_teachers')
+    return save_checkpoints(DEMO_TASKS[task].teacher_configs, folder)
+
+
 @pytest.fixture(scope='session')
 def shapes_root(tmp_path_factory):
     """Shapes-10 with 160 train / 80 val images."""
-    from mmkd_ext.synthetic_data import generate_shapes10
-    root = str(tmp_path_factory.mktemp('shapes10'))
-    generate_shapes10(root, num_train=160, num_val=80, seed=0)
-    return root
+    return generated_dataset(tmp_path_factory, 'classification', 160, 80)
 
 
 @pytest.fixture(scope='session')
 def teacher_dir(tmp_path_factory):
-    """Checkpoints of the three demo teachers (randomly initialised, seeded)."""
-    return save_checkpoints(TEACHER_CONFIGS, tmp_path_factory.mktemp('teachers'))
+    """Checkpoints of the three demo teachers."""
+    return demo_teacher_checkpoints(tmp_path_factory, 'classification')
 
 
 def kd_overrides(shapes_root, teacher_dir, batch_size=16, max_iters=None,
@@ -167,16 +177,13 @@ DET_STUDENT_CONFIG = DEMO_TASKS['detection'].student_config
 @pytest.fixture(scope='session')
 def coco_root(tmp_path_factory):
     """Shapes-COCO with 24 train / 12 val images of 160 px."""
-    from mmkd_ext.synthetic_data import generate_coco_shapes
-    root = str(tmp_path_factory.mktemp('coco_shapes'))
-    generate_coco_shapes(root, num_train=24, num_val=12, seed=0)
-    return root
+    return generated_dataset(tmp_path_factory, 'detection', 24, 12)
 
 
 @pytest.fixture(scope='session')
 def det_teacher_dir(tmp_path_factory):
-    """Checkpoints of the two detection demo teachers (randomly initialised, seeded)."""
-    return save_checkpoints(DET_TEACHER_CONFIGS, tmp_path_factory.mktemp('det_teachers'))
+    """Checkpoints of the two detection demo teachers."""
+    return demo_teacher_checkpoints(tmp_path_factory, 'detection')
 
 
 def det_kd_overrides(coco_root, det_teacher_dir, batch_size=4, max_iters=None,
@@ -198,16 +205,13 @@ SEG_STUDENT_CONFIG = DEMO_TASKS['segmentation'].student_config
 @pytest.fixture(scope='session')
 def streets_root(tmp_path_factory):
     """Cityscapes-Streets with 16 train / 8 val images of 128x256."""
-    from mmkd_ext.synthetic_data import generate_street_scenes
-    root = str(tmp_path_factory.mktemp('cityscapes_streets'))
-    generate_street_scenes(root, num_train=16, num_val=8, seed=0)
-    return root
+    return generated_dataset(tmp_path_factory, 'segmentation', 16, 8)
 
 
 @pytest.fixture(scope='session')
 def seg_teacher_dir(tmp_path_factory):
-    """Checkpoints of the two segmentation demo teachers (randomly initialised, seeded)."""
-    return save_checkpoints(SEG_TEACHER_CONFIGS, tmp_path_factory.mktemp('seg_teachers'))
+    """Checkpoints of the two segmentation demo teachers."""
+    return demo_teacher_checkpoints(tmp_path_factory, 'segmentation')
 
 
 def seg_kd_overrides(streets_root, seg_teacher_dir, batch_size=4, max_iters=None,
