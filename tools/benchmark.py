@@ -22,6 +22,13 @@ teacher's inference forward alone, (c) a full KD step per method. Bound = (a) + 
     python tools/benchmark.py --overhead [--task classification|detection|segmentation]
         [--iters 15] [--rounds 3] [--warmup 5] [--batch-size N] [--methods aver mmkd:5 ...]
 
+``--families``: the family matrix (``benchmarks/families.py``): each zoo family (RTMDet,
+Faster R-CNN, SegFormer, DeiT...) shrunk for a CPU, as student and two teachers,
+distilled a few iterations with every weighting; prints runs / refused / FAILED per
+case and writes work_dirs/benchmark/families/families.md.
+
+    python tools/benchmark.py --families [RTMDet DeiT ...] [--methods aver mmkd ...]
+
 ``METHOD:N`` sets the update interval of the method's hook (MMKD's meta interval,
 MTKD-RL's agent interval); without it the method's config is used as is. Teachers come
 from the demo's work_dirs/<dataset>/teachers when present; otherwise randomly
@@ -178,6 +185,28 @@ OVERHEAD_ONLY = [('task', '--task'), ('batch_size', '--batch-size'),
                  ('teacher_dir', '--teacher-dir'), ('rounds', '--rounds')]
 
 
+def family_matrix(args, tasks) -> int:
+    """Run the family matrix (benchmarks/families.py) and print its table; 1 when a
+    case ends otherwise than the table says (the README's family table)."""
+    from benchmarks.families import FAMILIES, MATRIX_METHODS, expected_outcome, run_matrix
+    methods = [m for m in (args.methods or MATRIX_METHODS) if m in MATRIX_METHODS]
+    work_root = args.work_root or osp.join(ROOT, 'work_dirs', 'benchmark', 'families')
+    rows = run_matrix(tasks, work_root, args.families or None, methods)
+    lines = ['| family | method | outcome | seconds | detail |', '|---|---|---|---|---|']
+    lines += [f"| {r['family']} | {r['method']} | {r['outcome']} | {r['seconds']} | "
+              f"{r['detail'][:120]} |" for r in rows]
+    table = '\n'.join(lines)
+    print(table)
+    with open(osp.join(work_root, 'families.md'), 'w') as f:
+        f.write(table + '\n')
+    with open(osp.join(work_root, 'families.json'), 'w') as f:
+        json.dump(rows, f, indent=1)
+    print(f'Written: {osp.join(work_root, "families.md")} and families.json')
+    unexpected = [r for r in rows if r['outcome'] != (
+        'runs' if expected_outcome(FAMILIES[r['family']], r['method']) is None else 'refused')]
+    return 1 if unexpected else 0
+
+
 def check_args(parser, args, methods) -> None:
     """Refuse options of the other mode and values that cannot work (exit status 2)."""
     mode, others = ('--overhead', MATRIX_ONLY) if args.overhead else ('the matrix',
@@ -206,6 +235,11 @@ def check_args(parser, args, methods) -> None:
         parser.error(f'--cfg-options takes KEY=VALUE entries, not {malformed}')
     if args.tasks:
         args.tasks = list(dict.fromkeys(args.tasks))
+    if args.families:
+        from benchmarks.families import FAMILIES
+        unknown = [name for name in args.families if name not in FAMILIES]
+        if unknown:
+            parser.error(f'unknown families {unknown}; choose from {sorted(FAMILIES)}')
     from benchmarks.matrix import PRESETS
     preset_tasks = PRESETS['quick' if args.quick else 'full'].tasks
     if not args.overhead and args.data_root and len(args.tasks or preset_tasks) > 1:
@@ -222,6 +256,10 @@ def main():
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--overhead', action='store_true',
                         help='time and memory of methods vs the bound and AVER')
+    parser.add_argument('--families', nargs='*', metavar='FAMILY',
+                        help='the family matrix: zoo families (default: all of '
+                        'benchmarks/families.py) distilled with every weighting, a few '
+                        'iterations each')
     parser.add_argument('--methods', nargs='+', metavar='METHOD',
                         help=f'weighting methods (default: all): {" ".join(METHODS)}; with '
                         '--overhead METHOD[:INTERVAL], aver among them (default: aver mmkd:5 '
@@ -268,6 +306,8 @@ def main():
     check_args(parser, args, METHODS)
     absolute_paths(args, ('work_root', 'data_root', 'teacher_dir'))  # before the chdir
     os.chdir(ROOT)
+    if args.families is not None:
+        sys.exit(family_matrix(args, tasks))
     if args.overhead:
         task_name = args.task or 'classification'
         overhead(args, task_name, tasks[task_name])
