@@ -190,7 +190,7 @@ def test_unknown_component_types_list_the_registered_ones(two_teachers):
     with pytest.raises(KeyError, match=r'model.task_view: .*ClassificationView'):
         make_distiller(two_teachers, task_view=dict(type='Classification'))
     with pytest.raises(KeyError, match=r'model.feature_kd.adapter: .*Registered: ConvAdapter, '
-                       r'IdentityAdapter\."$'):
+                       r'IdentityAdapter, LinearAdapter, TokenAdapter\."$'):
         make_distiller(two_teachers, feature_kd=dict(adapter=dict(type='ConvAdaptor')))
 
 
@@ -201,8 +201,9 @@ def test_feature_kd_without_an_adapter_needs_equal_shapes(tmp_path):
         distiller = make_distiller(teachers, feature_kd=dict(adapter=adapter))
         assert type(distiller.adapters[0][0]).__name__ == 'IdentityAdapter'
     teachers = [dict(config=wider, checkpoint=save_checkpoint(wider, tmp_path / 'wide.pth'))]
-    with pytest.raises(ValueError, match=r"adapter is None, but student layer 'backbone' and "
-                       r"teacher 't0' give maps of shapes \[32, 4, 4\] and \[64, 4, 4\].*"
+    with pytest.raises(ValueError, match=r"adapter is None, but student layer "
+                       r"'backbone\[-1\]' and teacher 't0' give maps of shapes "
+                       r"\[32, 4, 4\] and \[64, 4, 4\].*"
                        r"adapter=dict\(type='ConvAdapter'\)"):
         make_distiller(teachers, feature_kd=dict(adapter=None))
 

@@ -11,6 +11,8 @@ from typing import Any, List, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from mmkd_ext.models.utils.feature_layout import channels_first
+
 
 class BaseTaskView:
     """Interface of a task view (see module docstring).
@@ -20,12 +22,14 @@ class BaseTaskView:
             student's is recorded during its ``loss`` pass (or, in look-ahead passes,
             its :meth:`teacher_forward`), and :meth:`teacher_forward` returns the same
             structure.
-        default_feature_layers: submodule names recorded for feature KD when the
-            config names none. A module returning a tuple contributes each element
-            as one feature map (e.g. every FPN level).
+        default_feature_layers: layer selectors recorded for feature KD when the
+            config names none (:func:`~mmkd_ext.utils.recorder.parse_selector`). A
+            module returning a tuple or list contributes each tensor as one feature
+            (e.g. every FPN level); ``'backbone[-1]'``, the default, is the
+            backbone's last output, whatever its module names.
     """
     head_module: str = 'head'
-    default_feature_layers: Tuple[str, ...] = ('backbone',)
+    default_feature_layers: Tuple[str, ...] = ('backbone[-1]', )
 
     def teacher_forward(self, teacher: nn.Module, inputs: torch.Tensor,
                         data_samples: list) -> Any:
@@ -75,8 +79,15 @@ class BaseTaskView:
 
     @staticmethod
     def flatten_features(outputs: Sequence[Any]) -> List[torch.Tensor]:
-        """Recorded layer outputs (tensors or tuples of tensors) as a list of maps."""
-        maps = []
+        """Recorded layer outputs (tensors, or tuples and lists of them, nested) as a
+        flat list of features, channels first
+        (:func:`~mmkd_ext.models.utils.feature_layout.channels_first`):
+        ``[B, C, H, W]`` maps and ``[B, C]`` vectors as they are, ``[B, N, C]``
+        tokens as ``[B, C, N]``."""
+        features = []
         for out in outputs:
-            maps.extend(out if isinstance(out, (tuple, list)) else [out])
-        return maps
+            if isinstance(out, (tuple, list)):
+                features.extend(BaseTaskView.flatten_features(out))
+            else:
+                features.append(channels_first(out))
+        return features

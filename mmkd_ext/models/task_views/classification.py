@@ -14,10 +14,13 @@ class ClassificationView(BaseTaskView):
     - logit KD: the KD loss on those scores, ``[B]``;
     - per-sample loss: cross-entropy with the label (soft cross-entropy when batch
       augmentation turned labels into scores), ``[B]``;
-    - features: the last backbone stage by default.
+    - features: the backbone's last output by default (``'backbone[-1]'``): a
+      CNN's last stage ``[B, C, H, W]``, a ViT's class token ``[B, C]`` (a
+      distilled DeiT's class and distillation tokens, two features), ConvNeXt's
+      pooled ``[B, C]``, a Swin's last stage.
     """
     head_module = 'head'
-    default_feature_layers = ('backbone',)
+    default_feature_layers = ('backbone[-1]', )
 
     def sample_logits(self, head_out: torch.Tensor) -> torch.Tensor:
         if isinstance(head_out, (tuple, list)):  # heads that return several scores

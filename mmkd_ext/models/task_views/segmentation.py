@@ -28,7 +28,8 @@ class SegmentationView(BaseTaskView):
       image's labelled pixels;
     - hard images (MMKD's buffer): the averaged scores rank some class absent from
       the ground truth above a class present in it;
-    - features: the last backbone stage (``backbone.layer4`` of mmseg's ResNets).
+    - features: the backbone's last output (``'backbone[-1]'``: ``layer4`` of
+      mmseg's ResNets, the last stage of SegFormer's MixVisionTransformer).
 
     Args:
         ignore_index (int, optional): the ignored label; by default the student
@@ -39,7 +40,7 @@ class SegmentationView(BaseTaskView):
     output location's centre).
     """
     head_module = 'decode_head.conv_seg'
-    default_feature_layers = ('backbone.layer4', )
+    default_feature_layers = ('backbone[-1]', )
 
     def __init__(self, ignore_index: Optional[int] = None):
         self.ignore_index = ignore_index

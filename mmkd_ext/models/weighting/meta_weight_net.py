@@ -25,7 +25,8 @@ class MetaWeightNet(BaseWeighting):
       (raw logits; the student's detached).
     - Feature net: input per sample: its row of the batch similarity matrix
       ``F F^T`` of every teacher and the (detached) student, ``[B, B(K+1)]``, with
-      ``F`` the flattened last recorded feature map. Features are L2-normalised per
+      ``F`` the last recorded feature flattened per sample (a map ``[B, C, H, W]``,
+      tokens ``[B, C, N]`` or a vector ``[B, C]``, to ``[B, D]``). Features are L2-normalised per
       sample first (``normalize_features=True``; the reference uses raw features,
       whose scale differs by orders of magnitude between networks), so each entry is
       a cosine similarity in [-1, 1].
@@ -74,7 +75,8 @@ class MetaWeightNet(BaseWeighting):
         return self.logit_net[0].weight.dtype
 
     def _similarity_rows(self, maps: List[torch.Tensor]) -> torch.Tensor:
-        """``[B, B * len(maps)]``: each sample's similarity row for every model."""
+        """``[B, B * len(maps)]``: each sample's similarity row for every model, from
+        features ``[B, C, *]`` of any kind."""
         rows = []
         for feature_map in maps:
             flat = feature_map.flatten(1).to(self._dtype)

@@ -6,16 +6,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmkd_ext.models.utils.feature_layout import pool_locations
 from mmkd_ext.registry import MODELS
 from mmkd_ext.structures import AgentTransition, KDBatch, TeacherWeights
 from .base import BaseWeighting
 from .rl_policies import POLICY_ALIASES, BasePolicy
 from .static import confidence_weights
-
-
-def _pool(feature_map: torch.Tensor) -> torch.Tensor:
-    """``[B, C, ...]`` -> ``[B, C]`` (global average over the spatial dimensions)."""
-    return feature_map.flatten(2).mean(2) if feature_map.dim() > 2 else feature_map
 
 
 class AgentNet(nn.Module):
@@ -41,10 +37,11 @@ class RLAgentWeighting(BaseWeighting):
 
     State of sample i, per teacher m (detached, concatenated over teachers):
     ``[cos_m, KD_m, loss_m, e_m, z_m]`` with ``e_m`` the teacher's embedding
-    (its last recorded feature map, average-pooled, ``[D_m]``), ``z_m`` its
-    per-sample logits ``[C]``, ``loss_m`` its task loss on the ground truth,
-    ``KD_m`` the logit KD term and ``cos_m`` the cosine similarity of the pooled
-    adapted student feature with ``e_m``. Width: ``sum_m (3 + D_m + C)``.
+    (its last recorded feature averaged over its locations, ``[D_m]``: a map's
+    H, W, the tokens; a vector as it is), ``z_m`` its per-sample logits ``[C]``,
+    ``loss_m`` its task loss on the ground truth, ``KD_m`` the logit KD term and
+    ``cos_m`` the cosine similarity of the pooled adapted student feature with
+    ``e_m``. Width: ``sum_m (3 + D_m + C)``.
 
     The agent's two actions ``pi_L``, ``pi_F`` (``[B, K]``, see the policy) are
     mixed with two rules:
@@ -101,8 +98,8 @@ class RLAgentWeighting(BaseWeighting):
         if len(feature_channels) != num_teachers:
             raise ValueError(
                 'RLAgentWeighting needs feature KD: its state compares the adapted student '
-                "feature with each teacher's embedding. Set model.feature_kd=dict(layers=..., "
-                "adapter=dict(type='ConvAdapter'), weight=...).")
+                "feature with each teacher's embedding. Set model.feature_kd=dict() (the "
+                "task view's layers, the adapter of each feature kind) or dict(layers=...).")
         in_features = sum(3 + num_classes + d for d in feature_channels)
         self.agent = AgentNet(in_features, self.hidden_channels, num_teachers)
         if self.dynamic:  # [logit set, feature set] x [agent, confidence, gap rule]
@@ -126,8 +123,8 @@ class RLAgentWeighting(BaseWeighting):
             raise ValueError('RLAgentWeighting needs teacher losses and adapted features '
                              '(the distiller fills them when feature KD is on).')
         with torch.no_grad():
-            embeddings = [_pool(maps[-1]) for maps in batch.teacher_features]
-            students = [_pool(maps[-1]) for maps in batch.adapted_features]
+            embeddings = [pool_locations(maps[-1]) for maps in batch.teacher_features]
+            students = [pool_locations(maps[-1]) for maps in batch.adapted_features]
             cos = torch.stack([F.cosine_similarity(s.float(), e.float(), dim=1)
                                for s, e in zip(students, embeddings)], dim=1)
             parts = []
