@@ -31,8 +31,10 @@ class KDBatch:
             truth, filled only when the weighting asks for it.
         student_loss: ``[B]`` per-sample task loss of the student (detached),
             filled only when the weighting asks for it.
-        student_features: L maps ``[B, C_s, H, W]`` of the student.
-        teacher_features: K lists of L maps ``[B, C_t, H, W]``.
+        student_features: L features ``[B, C_s, *]`` of the student, channels first:
+            maps ``[B, C, H, W]``, tokens ``[B, C, N]`` or vectors ``[B, C]``
+            (:mod:`mmkd_ext.models.utils.feature_layout`).
+        teacher_features: K lists of L features ``[B, C_t, *]``.
         adapted_features: K lists of L adapted student maps, aligned to the teacher.
         data_samples: the batch's data samples.
     """
