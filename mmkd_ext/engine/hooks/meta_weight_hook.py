@@ -13,6 +13,8 @@ from mmengine.logging import print_log
 from mmengine.registry import OPTIMIZERS
 
 from mmkd_ext.engine.optimizers.lookahead import lookahead_task_loss, mirror_optimizer
+from mmkd_ext.engine.optimizers.second_order import (SecondOrderError, SecondOrderReport,
+                                                     is_second_order_error)
 from mmkd_ext.models.weighting.meta_weight_net import MetaWeightNet
 from mmkd_ext.registry import HOOKS
 from mmkd_ext.utils.dist_utils import average_gradients, gather_rows
@@ -34,6 +36,23 @@ def isolated_random_state(seed: int):
         random.setstate(states[0])
         np.random.set_state(states[1])
         torch.set_rng_state(states[2])
+
+
+@contextmanager
+def preserved_random_state():
+    """Run a block, then put every RNG stream back as it was (python, numpy, the
+    torch CPU generator and every CUDA device's), so the block leaves training's
+    random numbers unchanged."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
 
 
 @HOOKS.register_module()
@@ -77,6 +96,16 @@ class MetaWeightHook(WeightingTrainerHook):
     seeded RNG (a ``ConcatDataset`` is refused: its samples' ``sample_idx`` index the
     sub-datasets).
 
+    Second derivatives: the look-ahead replaces ops without a second derivative by
+    twice-differentiable equivalents (mmcv's RoIAlign, its CUDA focal loss and
+    deformable attention, ``hardsigmoid``; see
+    :mod:`~mmkd_ext.engine.optimizers.second_order`), takes a task-loss step through
+    any other such op first-order, and refuses a distillation step through one. The
+    first training batch is a probe: before the first step the look-ahead runs once
+    on it (changing no training state, RNG streams included), so what cannot run is
+    refused before training and what is substituted or first-order is logged then
+    (each once; :attr:`second_order` holds it).
+
     The hook runs right after the optimizer step of its iteration, before the LR
     scheduler steps, so the look-ahead uses the learning rate of the step just
     taken; its time counts in the logged iteration time. Gradient clipping of the
@@ -114,6 +143,8 @@ class MetaWeightHook(WeightingTrainerHook):
         self.meta_seconds = 0.0
         self._train_seconds = 0.0
         self.meta_optimizer: Optional[torch.optim.Optimizer] = None
+        self.second_order = SecondOrderReport()
+        self._probed = False
 
     # ------------------------------------------------------------------ set-up
     def before_train(self, runner) -> None:
@@ -157,6 +188,30 @@ class MetaWeightHook(WeightingTrainerHook):
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._iter_start = time.perf_counter()
+        if not self._probed and data_batch is not None:  # the first batch of this run
+            self._probed = True
+            model = self.distiller(runner)
+            start = time.perf_counter()
+            self.probe(model, runner.optim_wrapper.optimizer, data_batch)
+            self.meta_seconds += time.perf_counter() - start
+
+    def probe(self, model, optimizer: torch.optim.Optimizer, data_batch: dict) -> None:
+        """Run the look-ahead and its hypergradient once on ``data_batch``, changing
+        nothing: not the parameters, buffers or optimizer state (the look-ahead is
+        functional), not the nets' gradients (taken with ``torch.autograd.grad``), not
+        the RNG streams, the hook's generator or its buffer.
+
+        Raises :class:`SecondOrderError` (naming the op and the fix) for what MMKD
+        cannot differentiate; substituted ops and first-order steps are logged."""
+        with preserved_random_state():
+            data = model.data_preprocessor(data_batch, True)
+            with model.weighting.learning():
+                outer = self.lookahead_task_loss(model, optimizer, data['inputs'],
+                                                 data['data_samples'])
+                nets = [p for p in model.weighting.parameters() if p.requires_grad]
+                if outer.requires_grad:
+                    self._backward(
+                        lambda: torch.autograd.grad(outer, nets, allow_unused=True))
 
     # ------------------------------------------------------------ every step
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
@@ -228,15 +283,35 @@ class MetaWeightHook(WeightingTrainerHook):
         returns the outer loss."""
         with model.weighting.learning():
             outer = self.lookahead_task_loss(model, optimizer, inputs, data_samples)
-            outer.backward()
+            self._backward(outer.backward)
         return outer.item()
+
+    @staticmethod
+    def _backward(backward) -> None:
+        """Back-propagate the outer loss; an op the step audit could not see (e.g. a
+        compiled autograd function that raises only when differentiated twice) is
+        refused with the fix."""
+        try:
+            backward()
+        except RuntimeError as error:
+            if not is_second_order_error(error):
+                raise
+            raise SecondOrderError(
+                "MMKD's hypergradient differentiates twice through the student's "
+                f'look-ahead steps, and an op there has no second derivative: {error} '
+                "Fix: replace the op in the student's config (mmkd_ext substitutes "
+                "mmcv's RoIAlign, focal loss and deformable attention and torch's "
+                'hardsigmoid: mmkd_ext.engine.optimizers.second_order.SUBSTITUTES), '
+                'or distil this student with a weighting that does not differentiate '
+                'through its steps (e.g. configs/_base_/methods/aver.py).') from error
 
     def lookahead_task_loss(self, model, optimizer: torch.optim.Optimizer,
                             inputs: torch.Tensor, data_samples: list) -> torch.Tensor:
         """MMKD's outer objective with the hook's inner step counts
         (:func:`~mmkd_ext.engine.optimizers.lookahead.lookahead_task_loss`)."""
         return lookahead_task_loss(model, optimizer, inputs, data_samples,
-                                   self.inner_kd_steps, self.inner_ce_steps)
+                                   self.inner_kd_steps, self.inner_ce_steps,
+                                   report=self.second_order)
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:

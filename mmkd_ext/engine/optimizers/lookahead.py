@@ -5,7 +5,9 @@ parameters and cloned buffers): the live model, its BN statistics and the
 optimizer state are never written. :func:`mirror_optimizer` reads the live student
 optimizer (SGD, Adam or AdamW) into a mirror whose ``step`` does the same update
 while keeping the autograd graph; :func:`lookahead_task_loss` is MMKD's outer
-objective built from them.
+objective built from them, with the second derivatives of
+:mod:`~mmkd_ext.engine.optimizers.second_order` (twice-differentiable substitutes, and
+an audit of each unrolled step for ops that have none).
 
 MMKD's parts: the weight networks (:class:`~mmkd_ext.models.weighting.MetaWeightNet`),
 their bi-level training (:class:`~mmkd_ext.engine.hooks.MetaWeightHook`: hard
@@ -19,6 +21,9 @@ from typing import Callable, Dict, Optional
 import torch
 import torch.nn as nn
 from torch.func import functional_call
+
+from .second_order import (DISTILLATION, TASK_LOSS, SecondOrderAudit, SecondOrderReport,
+                           is_second_order_error, twice_differentiable_ops)
 
 Params = Dict[str, torch.Tensor]
 
@@ -135,21 +140,48 @@ def mirror_optimizer(optimizer: torch.optim.Optimizer,
 
 def differentiable_steps(params: Params, buffers: Params,
                          loss_fn: Callable[[Params], torch.Tensor],
-                         optimizer: OptimizerMirror, num_steps: int) -> Params:
+                         optimizer: OptimizerMirror, num_steps: int,
+                         audit: Optional[SecondOrderAudit] = None,
+                         stage: str = TASK_LOSS) -> Params:
     """``num_steps`` optimizer steps on ``loss_fn(tensors)`` from ``params``,
-    differentiable w.r.t. anything ``loss_fn`` depends on (create_graph)."""
-    for _ in range(num_steps):
+    differentiable w.r.t. anything ``loss_fn`` depends on (create_graph).
+
+    With an ``audit``, each step's graph is checked for ops without a second
+    derivative (:meth:`SecondOrderAudit.check`): a ``TASK_LOSS`` step with one is
+    taken first-order, a ``DISTILLATION`` step is refused."""
+    for step in range(num_steps):
         loss = loss_fn({**params, **buffers})
         names = list(params)
-        grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=True,
-                                    allow_unused=True)
+        inputs = [params[n] for n in names]
+        try:
+            grads = torch.autograd.grad(loss, inputs, create_graph=True, allow_unused=True)
+        except RuntimeError as error:
+            if audit is None or not is_second_order_error(error):
+                raise
+            grads = audit.failed(stage, step, num_steps, error,
+                                 lambda: torch.autograd.grad(loss, inputs, allow_unused=True))
+        else:
+            if audit is not None:
+                grads = audit.check(stage, step, num_steps, loss, grads)
         params = optimizer.step(params, {n: g for n, g in zip(names, grads) if g is not None})
     return params
 
 
 def call(module: nn.Module, tensors: Params, *args, **kwargs):
-    """``module(*args, **kwargs)`` with ``tensors`` substituted (others stay live)."""
-    return functional_call(module, tensors, args, kwargs, strict=False)
+    """``module(*args, **kwargs)`` with ``tensors`` substituted (others stay live).
+
+    The module's own parameters and buffers are put back afterwards here, not only
+    by ``functional_call``: torch restores a parameter reached under several names (a
+    submodule shared by several parents, e.g. the convs RTMDet's head shares across
+    levels) in the order it swapped them, which leaves the substituted tensor in the
+    live model."""
+    slots = [(members, key, value) for m in module.modules()
+             for members in (m._parameters, m._buffers) for key, value in members.items()]
+    try:
+        return functional_call(module, tensors, args, kwargs, strict=False)
+    finally:
+        for members, key, value in slots:
+            members[key] = value
 
 
 def sum_losses(losses: Dict[str, torch.Tensor]) -> torch.Tensor:
@@ -167,7 +199,8 @@ def _student_tensors(tensors: Params) -> Params:
 
 def lookahead_task_loss(distiller: nn.Module, optimizer: torch.optim.Optimizer,
                         inputs: torch.Tensor, data_samples: list, kd_steps: int,
-                        task_steps: int) -> torch.Tensor:
+                        task_steps: int,
+                        report: Optional[SecondOrderReport] = None) -> torch.Tensor:
     """MMKD's outer objective: the student's task loss on a (quiz) batch after
     unrolled steps from the live student (and adapters), differentiable with respect
     to the weighting's networks.
@@ -182,17 +215,27 @@ def lookahead_task_loss(distiller: nn.Module, optimizer: torch.optim.Optimizer,
     last step is untouched). The live parameters, buffers (cloned) and optimizer
     state are not written.
 
+    Second derivatives (:mod:`~mmkd_ext.engine.optimizers.second_order`): the
+    steps run inside :func:`twice_differentiable_ops` (ops without a second
+    derivative replaced by equivalents with one), and each step is audited: a
+    task-loss step through an op that still has none is taken first-order, a
+    distillation step through one raises :class:`SecondOrderError`. What was
+    replaced and what went first-order is added to ``report`` and logged once per
+    op and step (a fresh report, logged at every call, when none is given).
+
     Args:
         inputs: ``[B, C, H, W]``, the preprocessed quiz batch.
 
     Returns:
         The scalar outer loss; its backward sends the hypergradient to the nets.
     """
+    report = SecondOrderReport() if report is None else report
     named = {n: p for n, p in distiller.named_parameters()
              if p.requires_grad and not n.startswith('weighting.')}
     params = {n: p.detach().requires_grad_() for n, p in named.items()}
     buffers = {n: b.clone() for n, b in distiller.named_buffers()}
     mirror = mirror_optimizer(optimizer, named)
+    audit = SecondOrderAudit()
 
     def distill_loss(tensors):
         return sum_losses(call(distiller, tensors, inputs, data_samples, mode='distill'))
@@ -202,7 +245,15 @@ def lookahead_task_loss(distiller: nn.Module, optimizer: torch.optim.Optimizer,
                       mode='loss')
         return sum_losses(losses)
 
-    with distiller.weighting.learning(), distiller.lookahead():
-        params = differentiable_steps(params, buffers, distill_loss, mirror, kd_steps)
-        params = differentiable_steps(params, buffers, task_loss, mirror, task_steps)
-        return task_loss({**params, **buffers})
+    with distiller.weighting.learning(), distiller.lookahead(), \
+            twice_differentiable_ops() as substituted:
+        try:
+            params = differentiable_steps(params, buffers, distill_loss, mirror, kd_steps,
+                                          audit, DISTILLATION)
+            params = differentiable_steps(params, buffers, task_loss, mirror, task_steps,
+                                          audit, TASK_LOSS)
+            outer = task_loss({**params, **buffers})
+        finally:
+            report.update(substituted, audit)
+            report.log_new()
+    return outer
