@@ -8,7 +8,7 @@ import torch.nn as nn
 from mmengine.dist import get_backend, is_distributed
 from mmengine.model import BaseModel, revert_sync_batchnorm
 
-from mmkd_ext.models.task_views.base import BaseTaskView
+from mmkd_ext.models.task_views import BaseTaskView, default_detection_view
 from mmkd_ext.models.weighting.base import BaseWeighting
 from mmkd_ext.registry import MODELS, TASK_VIEWS
 from mmkd_ext.structures import KDBatch, KDStep, TeacherWeights
@@ -20,10 +20,11 @@ from .model_entry import ModelEntry
 from .step_health import StepHealth
 from .teacher_pool import TeacherPool
 
-#: Task view used when the config names none, by the student's library.
+#: Task view used when the config names none, by the student's library: a view's
+#: name, or a function of the student model that returns one.
 DEFAULT_TASK_VIEWS = {
     'mmpretrain': 'ClassificationView',
-    'mmdet': 'DenseDetectionView',
+    'mmdet': default_detection_view,  # DETRView for DETRs, else DenseDetectionView
     'mmseg': 'SegmentationView',
 }
 
@@ -125,7 +126,10 @@ class MultiTeacherDistiller(BaseModel):
             raise ValueError(
                 f'No default task view for {student_scope} students; set '
                 f'task_view=dict(type=...) (registered: {sorted(TASK_VIEWS.module_dict)}).')
-        view_cfg = copy.deepcopy(task_view) or dict(type=DEFAULT_TASK_VIEWS[student_scope])
+        view_cfg = copy.deepcopy(task_view)
+        if not view_cfg:
+            default = DEFAULT_TASK_VIEWS[student_scope]
+            view_cfg = dict(type=default if isinstance(default, str) else default(self.student))
         self.task_view = build_component(TASK_VIEWS, view_cfg, 'model.task_view', BaseTaskView)
         self.task_view.bind(self.student)
 

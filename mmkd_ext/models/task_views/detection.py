@@ -14,6 +14,34 @@ def _gt_boxes(sample) -> torch.Tensor:
     return boxes.tensor if hasattr(boxes, 'tensor') else boxes
 
 
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float,
+                       gamma: float) -> torch.Tensor:
+    """Elementwise sigmoid focal loss (``reduction='none'``) of logits against 0/1
+    targets of the same shape, in plain PyTorch (twice differentiable)."""
+    p = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
+    p_t = p * targets + (1 - p) * (1 - targets)
+    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+    return alpha_t * (1 - p_t)**gamma * ce
+
+
+def missed_class_images(logits: torch.Tensor, labels: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``[B]`` bool: images with a ground-truth class whose per-image logit is below 0
+    (probability 0.5) in ``logits`` ``[B, C]``; ``labels`` are the B images' label
+    tensors."""
+    hard = [bool(len(lab)) and bool((row[lab.to(row.device).long()] < 0).any())
+            for row, lab in zip(logits, labels)]
+    return torch.tensor(hard, device=logits.device)
+
+
+def default_detection_view(student: nn.Module) -> str:
+    """The task view of an mmdet student: ``DETRView`` for a DETR-family detector
+    (``DetectionTransformer``), ``DenseDetectionView`` otherwise (one-stage dense
+    detectors, and two-stage ones through their RPN; it refuses the rest)."""
+    from mmdet.models.detectors import DetectionTransformer
+    return 'DETRView' if isinstance(student, DetectionTransformer) else 'DenseDetectionView'
+
+
 @TASK_VIEWS.register_module()
 class DenseDetectionView(BaseTaskView):
     """Task view of one-stage mmdet detectors with sigmoid dense heads (RetinaNet,
@@ -61,6 +89,11 @@ class DenseDetectionView(BaseTaskView):
         self.num_classes = None
 
     def bind(self, student: nn.Module) -> None:
+        from mmdet.models.detectors import DetectionTransformer
+        name = type(student).__name__
+        if isinstance(student, DetectionTransformer):
+            raise TypeError(f'{name} is a DETR-family detector, whose queries are not '
+                            'dense locations: distil it with DETRView (the default).')
         if self.head is not None:
             self.head_module = self.head
         elif not hasattr(getattr(student, 'bbox_head', None), 'cls_out_channels') \
@@ -68,9 +101,12 @@ class DenseDetectionView(BaseTaskView):
             self.head_module = 'rpn_head'
         head = getattr(student, self.head_module, None)
         if head is None or not hasattr(head, 'cls_out_channels'):
-            raise TypeError(f'{type(self).__name__} needs a detector with a dense '
-                            f'{self.head_module!r} (RetinaNet, FCOS, ATSS, GFL); got '
-                            f'{type(student).__name__}.')
+            raise TypeError(
+                f'{type(self).__name__} needs a detector with a dense {self.head_module!r} '
+                '(one-stage: RetinaNet, FCOS, ATSS, GFL, ...; two-stage through its '
+                f'rpn_head); {name} has none. DETR-family detectors have DETRView; for '
+                'other models (e.g. MaskFormer/Mask2Former, whose mask queries no view '
+                'reads) register a task view and set model.task_view=dict(type=...).')
         if not getattr(head, 'use_sigmoid_cls', True):
             raise ValueError(f'{type(head).__name__} classifies with a softmax; '
                              f'{type(self).__name__} supports sigmoid dense heads.')
@@ -142,11 +178,8 @@ class DenseDetectionView(BaseTaskView):
                 targets[key] = self._centre_targets(data_samples, h, w, pad_h / h,
                                                     pad_w / w, x)
             target = targets[key][:, None].expand_as(x)  # [B, A, C, H*W]
-            p = x.sigmoid()
-            ce = F.binary_cross_entropy_with_logits(x, target, reduction='none')
-            p_t = p * target + (1 - p) * (1 - target)
-            alpha = self.focal_alpha * target + (1 - self.focal_alpha) * (1 - target)
-            total = total + (alpha * (1 - p_t)**self.focal_gamma * ce).sum(dim=(1, 2, 3))
+            focal = sigmoid_focal_loss(x, target, self.focal_alpha, self.focal_gamma)
+            total = total + focal.sum(dim=(1, 2, 3))
             positives = positives + target.sum(dim=(1, 2, 3))
         return total / positives.clamp_min(1.0)
 
@@ -173,11 +206,8 @@ class DenseDetectionView(BaseTaskView):
         return targets.reshape(len(data_samples), c, h * w).clamp_max(1.0)
 
     def hard_samples(self, student_logits: torch.Tensor, data_samples: list) -> torch.Tensor:
-        hard = []
-        for logits, sample in zip(student_logits, data_samples):
-            labels = self._labels(sample, logits.device)
-            hard.append(bool(len(labels)) and bool((logits[labels] < 0).any()))
-        return torch.tensor(hard, device=student_logits.device)
+        return missed_class_images(
+            student_logits, [self._labels(s, student_logits.device) for s in data_samples])
 
     def check_compatible(self, student_out: Any, teacher_out: Any, teacher_name: str,
                          head_kd: bool = True) -> None:
