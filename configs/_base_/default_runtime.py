@@ -9,6 +9,9 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2, save_best='auto'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # Exact resume: the main process's random state in every checkpoint, training
+    # workers seeded per epoch, workers that exit with the main process.
+    random_state=dict(type='mmkd_ext.RandomStateHook'),
 )
 env_cfg = dict(
     cudnn_benchmark=False,

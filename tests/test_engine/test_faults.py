@@ -1,19 +1,30 @@
-"""Faults: SIGKILL and --resume, non-finite losses, atomic checkpoint writes."""
+"""Faults: SIGKILL and --resume (an iteration-based loop; the shipped epoch-based
+configs with their data loaders, RandomStateHook), data-loader workers seeded per
+epoch and exiting with the main process, non-finite losses, atomic checkpoint
+writes."""
 import hashlib
 import os
 import os.path as osp
+import random
+import signal
 import subprocess
 import sys
+import time
 import uuid
+from functools import partial
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
+from torch.utils.data import DataLoader, Dataset
 
+from mmkd_ext.engine.hooks.random_state import capture_random_state, restore_random_state
+from mmkd_ext.engine.hooks.worker_init import seed_train_worker
 from mmkd_ext.utils import atomic_write, latest_checkpoint, safe_torch_load
-from conftest import KD_CONFIG, ROOT, kd_overrides, load_kd_config
+from conftest import KD_CONFIG, ROOT, TEACHER_CONFIGS, kd_overrides, load_kd_config
 from fault_hooks import PoisonTeacher
 
 #: Per method: cfg-options that make a 6-iteration run exercise its learned parts.
@@ -86,7 +97,12 @@ def assert_bitwise_equal(a, b, where=''):
         assert a == b, f'{where}: {a!r} vs {b!r}'
 
 
-@pytest.mark.parametrize('method', ['aver', 'mmkd', 'mtkd_rl'])
+# An iteration-based loop without workers, killed between two checkpoints; MTKD-RL
+# (pending transitions) in the default run. The shipped epoch-based configs with
+# their workers: test_sigkill_after_an_epoch_then_resume_equals_an_uninterrupted_run.
+@pytest.mark.parametrize('method', [pytest.param('aver', marks=pytest.mark.slow),
+                                    pytest.param('mmkd', marks=pytest.mark.slow),
+                                    'mtkd_rl'])
 def test_sigkill_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(
         method, shapes_root, teacher_dir, tmp_path):
     plain = write_config(method, shapes_root, teacher_dir, tmp_path / 'plain.py')
@@ -112,6 +128,262 @@ def test_sigkill_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(
         hook_key = 'meta_weight_hook' if method == 'mmkd' else 'rl_agent_hook'
         assert hook_key in expected
         assert any(k.startswith('weighting.') for k in expected['state_dict'])
+
+
+#: Training images of the runs (of the session's 160), the batch, so 2 iterations an
+#: epoch; 2 epochs, validated after each.
+NUM_TRAIN, BATCH, EPOCHS = 32, 16, 2
+ITERS_PER_EPOCH = NUM_TRAIN // BATCH
+
+#: Per method: what makes a 4-iteration run exercise its learned parts.
+METHOD_SETTINGS = {
+    'aver': {},
+    'mmkd': {
+        'model.weighting.batch_size': BATCH,
+        'custom_hooks': [dict(type='mmkd_ext.MetaWeightHook', interval=2, buffer_size=32,
+                              quiz_batch_size=BATCH)],
+    },
+    'mtkd_rl': {
+        'custom_hooks': [dict(type='mmkd_ext.RLAgentHook', agent_interval=2)],
+    },
+}
+
+
+def write_epoch_config(method, shapes_root, teacher_dir, path, num_workers=None,
+                       persistent=None, kill_at=None):
+    """The shipped config of ``method`` on the session's data, 2 epochs of 2
+    iterations with its schedule, deterministic; the training and validation loaders
+    as shipped (2 persistent workers) unless ``num_workers`` / ``persistent`` say
+    otherwise. Optionally SIGKILLed right after iteration ``kill_at``."""
+    cfg = Config.fromfile(KD_CONFIG.format(method))
+    options = {
+        'train_dataloader.dataset.data_root': shapes_root,
+        'train_dataloader.dataset.indices': NUM_TRAIN,
+        'train_dataloader.batch_size': BATCH,
+        'val_dataloader.dataset.data_root': shapes_root,
+        'val_dataloader.dataset.indices': 16,
+        'test_dataloader.dataset.data_root': shapes_root,
+        'train_cfg.max_epochs': EPOCHS,
+        'train_cfg.val_interval': 1,  # validation between the checkpoint and the kill
+        'default_hooks.checkpoint.interval': 1,
+        'default_hooks.checkpoint.max_keep_ckpts': -1,
+        'default_hooks.logger.interval': 1,
+        'randomness': dict(seed=0, deterministic=True),
+    }
+    for loader in ('train_dataloader', 'val_dataloader'):
+        if num_workers is not None:
+            options[f'{loader}.num_workers'] = num_workers
+        if persistent is not None or num_workers == 0:
+            options[f'{loader}.persistent_workers'] = bool(persistent) and num_workers != 0
+    for idx, filename in enumerate(TEACHER_CONFIGS):
+        options[f'model.teachers.{idx}.checkpoint'] = osp.join(teacher_dir, filename)
+    cfg.merge_from_dict(options)
+    cfg.merge_from_dict(METHOD_SETTINGS[method])
+    if kill_at is not None:
+        cfg.custom_imports = dict(imports=['mmkd_ext', 'fault_hooks'],
+                                  allow_failed_imports=False)
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='KillAfterCheckpoint', iteration=kill_at)]
+    cfg.dump(str(path))
+    return str(path)
+
+
+def check_sigkill_and_resume(method, shapes_root, teacher_dir, tmp_path, **loader):
+    """Kill in the first iteration after ``epoch_1.pth`` (and its validation),
+    resume, compare the final checkpoint with an uninterrupted run's."""
+    plain = write_epoch_config(method, shapes_root, teacher_dir, tmp_path / 'plain.py',
+                               **loader)
+    killed = write_epoch_config(method, shapes_root, teacher_dir, tmp_path / 'killed.py',
+                                kill_at=ITERS_PER_EPOCH + 1, **loader)
+    runs = [train(plain, tmp_path / 'full'), train(killed, tmp_path / 'resumed')]
+    (full_rc, full_log), (killed_rc, killed_log) = map(finish, runs)
+    assert full_rc == 0, full_log[-3000:]
+    assert killed_rc == -9, killed_log[-3000:]  # SIGKILL
+    assert osp.exists(tmp_path / 'resumed' / 'epoch_1.pth')
+    assert not osp.exists(tmp_path / 'resumed' / f'epoch_{EPOCHS}.pth')
+
+    rc, log = finish(train(plain, tmp_path / 'resumed', '--resume'))
+    assert rc == 0, log[-3000:]
+    assert 'resumed epoch: 1' in log.lower() or 'resumed from' in log.lower(), log[-3000:]
+    last = f'epoch_{EPOCHS}.pth'
+    expected = learned_state(tmp_path / 'full' / last)
+    got = learned_state(tmp_path / 'resumed' / last)
+    assert_bitwise_equal(expected, got, method)
+    states = [safe_torch_load(str(tmp_path / run / last))['random_state']
+              for run in ('full', 'resumed')]
+    assert_bitwise_equal(*states, f'{method}.random_state')
+
+
+# The shipped loaders (2 persistent workers) for MMKD in the default run; every
+# other (method, loader) pair is slow.
+LOADERS = {'shipped': {}, 'no_workers': dict(num_workers=0),
+           'workers_not_persistent': dict(num_workers=2, persistent=False)}
+CASES = [pytest.param(method, loader, marks=() if (method, loader) == ('mmkd', 'shipped')
+                      else pytest.mark.slow)
+         for method in ('aver', 'mmkd', 'mtkd_rl') for loader in LOADERS
+         if loader != 'workers_not_persistent' or method == 'aver']
+
+
+@pytest.mark.parametrize('method,loader', CASES)
+def test_sigkill_after_an_epoch_then_resume_equals_an_uninterrupted_run(
+        method, loader, shapes_root, teacher_dir, tmp_path):
+    check_sigkill_and_resume(method, shapes_root, teacher_dir, tmp_path, **LOADERS[loader])
+
+
+def test_the_random_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    np.random.randn()  # a cached Gaussian in NumPy's state
+    torch.save({'random_state': capture_random_state()}, tmp_path / 'state.pth')
+    expected = random.random(), np.random.randn(), torch.rand(2).tolist()
+    random.random(), np.random.rand(5), torch.rand(7)
+    restore_random_state(safe_torch_load(str(tmp_path / 'state.pth'))['random_state'])
+    assert (random.random(), np.random.randn(), torch.rand(2).tolist()) == expected
+
+
+class Draws(Dataset):
+    """Each item: what the worker's Python, NumPy and torch generators draw."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return torch.tensor([random.random(), np.random.rand(), torch.rand(()).item()])
+
+
+def epoch_draws(epochs, persistent, start=0):
+    epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+    loader = DataLoader(Draws(), batch_size=2, num_workers=2, persistent_workers=persistent,
+                        worker_init_fn=partial(seed_train_worker, seed=0, rank=0,
+                                               parent_pid=os.getpid(), epoch=epoch))
+    draws = []
+    for n in range(start, start + epochs):
+        epoch.fill_(n)
+        draws.append(torch.cat(list(loader)))
+    return draws
+
+
+def test_workers_are_seeded_per_epoch_also_when_persistent():
+    persistent = epoch_draws(3, persistent=True)
+    assert not torch.equal(persistent[0], persistent[1])  # epochs draw differently
+    assert not torch.equal(persistent[1], persistent[2])
+    for n in range(3):  # as new workers started for that epoch (a resumed run)
+        assert torch.equal(persistent[n], epoch_draws(1, persistent=False, start=n)[0])
+    assert all(map(torch.equal, persistent, epoch_draws(3, persistent=False)))
+
+
+BLOCKED_WORKERS = r"""
+import os, sys, time
+from functools import partial
+import torch
+from torch.utils.data import DataLoader, Dataset
+from mmkd_ext.engine.hooks.worker_init import init_eval_worker, seed_train_worker
+
+class Large(Dataset):  # batches larger than a pipe holds
+    def __len__(self):
+        return 10**6
+
+    def __getitem__(self, index):
+        return 'x' * 40000
+
+parent = os.getpid()
+if sys.argv[1] == 'train':
+    init = partial(seed_train_worker, seed=0, rank=0, parent_pid=parent,
+                   epoch=torch.zeros((), dtype=torch.int64).share_memory_())
+else:
+    init = partial(init_eval_worker, parent_pid=parent)
+batches = iter(DataLoader(Large(), batch_size=2, num_workers=2, persistent_workers=True,
+                          worker_init_fn=init))
+next(batches)
+print(' '.join(str(worker.pid) for worker in batches._workers), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc')
+@pytest.mark.parametrize('kind', ['train', 'eval'])
+def test_workers_blocked_on_a_full_queue_exit_with_the_main_process(kind):
+    """Workers whose batches fill the pipe to a main process that is then SIGKILLed:
+    without the parent-death signal their queue's writer blocks them for good."""
+    run = subprocess.Popen([sys.executable, '-c', BLOCKED_WORKERS, kind], cwd=ROOT,
+                           env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE,
+                           text=True)
+    workers = [int(pid) for pid in run.stdout.readline().split()]
+    try:
+        assert len(workers) == 2
+        time.sleep(1)  # the workers fill the queue
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=60)
+        deadline = time.time() + 3
+        while any(map(alive, workers)) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if alive(pid)]
+    finally:
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if run.poll() is None:
+            run.kill()
+
+
+def alive(pid):
+    """Whether ``pid`` runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+def children(pid):
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[1]) == pid and fields[0] != 'Z':
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc')
+def test_sigkill_of_a_run_leaves_no_data_loader_worker(shapes_root, teacher_dir, tmp_path):
+    """A run with the shipped loaders (2 persistent training workers) is SIGKILLed
+    while training: its workers exit at once (torch's own check of the parent runs
+    every 5 s, and does not end a worker blocked on a full queue)."""
+    config = write_epoch_config('aver', shapes_root, teacher_dir, tmp_path / 'plain.py')
+    cfg = Config.fromfile(config)
+    cfg.train_cfg.max_epochs = 50  # still training when killed
+    cfg.dump(str(tmp_path / 'long.py'))
+    run = train(str(tmp_path / 'long.py'), tmp_path / 'work')
+    try:
+        deadline = time.time() + 300
+        workers = []
+        while len(workers) < 2 and run.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+            workers = children(run.pid)
+        assert len(workers) >= 2, run.communicate(timeout=60)[0][-3000:]
+        time.sleep(2)  # the workers fill their queues while the main process trains
+        workers = children(run.pid)
+        os.kill(run.pid, signal.SIGKILL)
+        run.communicate(timeout=60)
+        deadline = time.time() + 3
+        while any(map(alive, workers)) and time.time() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in workers if alive(pid)]
+        assert not left, f'workers {left} of the killed run still run'
+    finally:
+        for pid in children(run.pid) + workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if run.poll() is None:
+            run.kill()
 
 
 def poisoned_runner(shapes_root, teacher_dir, work_dir, *hooks, poison=None, **options):

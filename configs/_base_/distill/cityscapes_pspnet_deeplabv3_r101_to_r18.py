@@ -11,6 +11,9 @@ _base_ = [
     'mmseg::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['mmkd_ext'], allow_failed_imports=False)
+# Exact resume, and workers that exit with the main process (as in
+# ../default_runtime.py, which these real-dataset configs do not use).
+default_hooks = dict(random_state=dict(type='mmkd_ext.RandomStateHook'))
 zoo = 'https://download.openmmlab.com/mmsegmentation/v0.5/'
 model = dict(
     type='mmkd_ext.MultiTeacherDistiller',

@@ -9,6 +9,9 @@ _base_ = [
     'mmdet::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['mmkd_ext'], allow_failed_imports=False)
+# Exact resume, and workers that exit with the main process (as in
+# ../default_runtime.py, which these real-dataset configs do not use).
+default_hooks = dict(random_state=dict(type='mmkd_ext.RandomStateHook'))
 zoo = 'https://download.openmmlab.com/mmdetection/v2.0/retinanet/'
 model = dict(
     type='mmkd_ext.MultiTeacherDistiller',

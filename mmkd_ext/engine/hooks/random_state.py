@@ -1,0 +1,223 @@
+"""RandomStateHook: the random state that decides the data survives a resume."""
+import logging
+import os
+import random
+import weakref
+from functools import partial
+from typing import Optional
+
+import numpy as np
+import torch
+from mmengine.dataset import worker_init_fn as mmengine_worker_init_fn
+from mmengine.dist import all_gather_object, get_rank, get_world_size, is_distributed
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.runner import IterBasedTrainLoop
+from torch.utils.data import DataLoader
+
+from mmkd_ext.registry import HOOKS
+from .worker_init import init_eval_worker, seed_train_worker
+
+
+def capture_random_state() -> dict:
+    """This process's Python, NumPy (legacy global) and torch (CPU, and CUDA when
+    initialised) generator states, as tensors and plain numbers (what a weights-only
+    checkpoint load accepts)."""
+    version, words, gauss_next = random.getstate()
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    state = dict(
+        python=dict(version=version, state=torch.tensor(words, dtype=torch.int64),
+                    gauss_next=gauss_next),
+        numpy=dict(name=str(name), key=torch.from_numpy(key.astype(np.int64)), pos=int(pos),
+                   has_gauss=int(has_gauss), cached_gaussian=float(cached)),
+        torch=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_random_state(state: dict) -> None:
+    """Set this process's generators to a :func:`capture_random_state` result."""
+    python = state['python']
+    random.setstate((python['version'], tuple(int(w) for w in python['state'].tolist()),
+                     python['gauss_next']))
+    numpy = state['numpy']
+    np.random.set_state((numpy['name'], numpy['key'].numpy().astype(np.uint32), numpy['pos'],
+                         numpy['has_gauss'], numpy['cached_gaussian']))
+    torch.set_rng_state(state['torch'].cpu())
+    cuda = state.get('cuda')
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+
+
+class _RestoreAfterSkipping:
+    """Stands in for an iteration-based loop's data iterator on a resume: passes the
+    ``skip`` batches MMEngine fetches to skip the iterations already trained, then
+    calls ``restore`` and puts the loop's own iterator back before the next batch."""
+
+    def __init__(self, loop, skip: int, restore):
+        self._loop, self._inner = loop, loop.dataloader_iterator
+        self._skip, self._restore = skip, restore
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._skip > 0:
+            self._skip -= 1
+            return next(self._inner)
+        self._restore()
+        self._loop.dataloader_iterator = self._inner
+        return next(self._inner)
+
+    def __getattr__(self, name):  # the loop's iterator's own attributes
+        inner = self.__dict__.get('_inner')
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+
+@HOOKS.register_module()
+class RandomStateHook(Hook):
+    """Keep the random state that decides the data (crops, flips, any draw of the
+    pipeline or the model) across a checkpoint, so that a resumed run continues as
+    an uninterrupted one.
+
+    MMEngine seeds the main process once, when the runner is built, and a resumed
+    run is seeded again from the start; data-loader workers are seeded from
+    ``seed + worker_id`` when they start, and persistent workers carry their
+    generators from epoch to epoch. A resumed run therefore draws other
+    augmentations than the uninterrupted run from the first resumed epoch on. This
+    hook:
+
+    - saves the main process's Python, NumPy and torch (and CUDA) generator states in
+      every checkpoint (under ``random_state``, one entry per rank) and, on
+      ``--resume``, restores them where the uninterrupted run continued: before the
+      first resumed epoch (epoch-based loops), or after MMEngine's iteration-based
+      loop has fetched the batches it skips (those already trained), before it
+      fetches the batch of the first resumed iteration;
+    - lets validation leave those states as they were: they are captured before
+      validation and restored after it, so validating (or not, or how often) does not
+      change the training's draws;
+    - seeds each training data-loader worker from ``(seed, rank, worker_id, epoch)``
+      at the start of every epoch (persistent workers too, see
+      :mod:`~mmkd_ext.engine.hooks.worker_init`), replacing MMEngine's
+      ``seed + worker_id`` seeding; a ``worker_init_fn`` of the config's own runs
+      after it;
+    - makes every data-loader worker (training, validation, test) exit when the
+      main process dies, also from SIGKILL;
+    - gives every data loader a private ``generator``, so starting an iterator (which
+      draws the workers' base seed) does not draw from the global torch generator.
+
+    The shared runtime (``configs/_base_/default_runtime.py``) adds it to
+    ``default_hooks`` as ``random_state``.
+
+    Exact only for a checkpoint written at an epoch's end in an epoch-based loop
+    (MMEngine restarts an epoch from its first batch) and at any checkpoint in an
+    iteration-based loop. In an iteration-based loop the epoch the workers are seeded
+    from stays 0 (MMEngine's loop is one long epoch).
+    """
+    priority = 'VERY_HIGH'  # restore before any other hook draws at the resume point
+    checkpoint_key = 'random_state'
+
+    def __init__(self):
+        self._resumed: Optional[dict] = None  # from after_load_checkpoint
+        self._pending: Optional[dict] = None  # to restore at the resume point
+        self._before_val: Optional[dict] = None
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._configured = weakref.WeakSet()  # the loaders given a worker_init_fn
+
+    # -- data-loader workers ------------------------------------------------------------
+
+    def _configure_loader(self, runner, loader, train: bool) -> None:
+        if not isinstance(loader, DataLoader) or loader in self._configured:
+            return
+        self._configured.add(loader)
+        # Starting an iterator draws the workers' base seed (which the seeding below
+        # replaces) from the loader's generator, by default the global torch one, at
+        # every epoch without persistent workers but only once with them: a private
+        # generator keeps that draw out of the streams a resume must continue.
+        loader.generator = torch.Generator().manual_seed(runner.seed % 2**63 + get_rank())
+        previous = loader.worker_init_fn
+        if train:
+            if isinstance(previous, partial) and previous.func is mmengine_worker_init_fn:
+                previous = None  # replaced by the per-epoch seeding
+            loader.worker_init_fn = partial(
+                seed_train_worker, seed=runner.seed, rank=get_rank(), parent_pid=os.getpid(),
+                epoch=self._epoch, chained=previous)
+        else:
+            loader.worker_init_fn = partial(init_eval_worker, parent_pid=os.getpid(),
+                                            chained=previous)
+
+    def _eval_loader(self, runner, name: str) -> None:
+        loop = getattr(runner, f'_{name}_loop', None)
+        if loop is not None and not isinstance(loop, dict):
+            self._configure_loader(runner, getattr(loop, 'dataloader', None), train=False)
+
+    # -- training -------------------------------------------------------------------------
+
+    def before_train(self, runner) -> None:
+        self._configure_loader(runner, runner.train_loop.dataloader, train=True)
+        self._eval_loader(runner, 'val')
+        if runner.iter > 0 and self._resumed is not None:
+            self._pending = self._resumed
+        elif runner.iter > 0:
+            print_log('RandomStateHook: the resumed checkpoint has no '
+                      f'{self.checkpoint_key!r}; the random streams restart from the seed, '
+                      'so the run departs from an uninterrupted one.',
+                      logger='current', level=logging.WARNING)
+        self._resumed = None
+
+    def before_train_epoch(self, runner) -> None:
+        self._epoch.fill_(runner.epoch)
+        loop = runner.train_loop
+        if self._pending is not None and isinstance(loop, IterBasedTrainLoop):
+            # The loop now fetches (and drops) the batches already trained: restore
+            # after those, right before the batch of the first resumed iteration.
+            loop.dataloader_iterator = _RestoreAfterSkipping(
+                loop, skip=loop.iter, restore=self._restore_pending)
+        else:
+            self._restore_pending()
+
+    def _restore_pending(self) -> None:
+        if self._pending is not None:
+            restore_random_state(self._pending)
+            self._pending = None
+
+    # -- validation -----------------------------------------------------------------------
+
+    def before_val(self, runner) -> None:
+        self._eval_loader(runner, 'val')
+        self._before_val = capture_random_state()
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        if self._before_val is not None:  # before the best checkpoint is saved
+            restore_random_state(self._before_val)
+
+    def after_val(self, runner) -> None:
+        if self._before_val is not None:
+            restore_random_state(self._before_val)
+            self._before_val = None
+
+    def before_test(self, runner) -> None:
+        self._eval_loader(runner, 'test')
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = capture_random_state()
+        states = all_gather_object(state) if is_distributed() else [state]
+        checkpoint[self.checkpoint_key] = dict(world_size=len(states), ranks=states)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        saved = checkpoint.get(self.checkpoint_key)
+        if saved is None:
+            self._resumed = None
+            return
+        ranks, world_size = saved['ranks'], get_world_size()
+        if len(ranks) != world_size:
+            print_log(f'RandomStateHook: the checkpoint holds the random state of '
+                      f'{len(ranks)} processes, this run has {world_size}; every rank '
+                      'continues from rank 0\'s.', logger='current', level=logging.WARNING)
+        rank = get_rank()
+        self._resumed = ranks[rank] if len(ranks) == world_size else ranks[0]
