@@ -19,6 +19,7 @@ from mmkd_ext.models.weighting.meta_weight_net import MetaWeightNet
 from mmkd_ext.registry import HOOKS
 from mmkd_ext.utils.dist_utils import average_gradients, gather_rows
 from .base import WeightingTrainerHook
+from .random_state import capture_random_state, restore_random_state
 
 
 @contextmanager
@@ -41,18 +42,13 @@ def isolated_random_state(seed: int):
 @contextmanager
 def preserved_random_state():
     """Run a block, then put every RNG stream back as it was (python, numpy, the
-    torch CPU generator and every CUDA device's), so the block leaves training's
-    random numbers unchanged."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    torch CPU generator and every initialised CUDA device's), so the block leaves
+    training's random numbers unchanged."""
+    state = capture_random_state()
     try:
         yield
     finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-        if cuda_states is not None:
-            torch.cuda.set_rng_state_all(cuda_states)
+        restore_random_state(state)
 
 
 @HOOKS.register_module()

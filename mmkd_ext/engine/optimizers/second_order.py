@@ -156,8 +156,8 @@ def _roi_align_group(feat: torch.Tensor, height: int, width: int, batch: torch.T
     return value.amax(dim=(2, 4)).clamp_min(empty_value)
 
 
-def roi_align_pytorch(input: torch.Tensor, rois: torch.Tensor, output_size, spatial_scale: float = 1.0,
-                      sampling_ratio: int = 0, pool_mode: str = 'avg',
+def roi_align_pytorch(input: torch.Tensor, rois: torch.Tensor, output_size,
+                      spatial_scale: float = 1.0, sampling_ratio: int = 0, pool_mode: str = 'avg',
                       aligned: bool = True) -> torch.Tensor:
     """mmcv's ``roi_align`` (``mmcv.ops.RoIAlignFunction``, once differentiable) by
     bilinear sampling with gathers, differentiable twice with respect to ``input``.
@@ -328,11 +328,11 @@ class Substitute:
 
 #: The substitutes the look-ahead applies.
 SUBSTITUTES: Tuple[Substitute, ...] = (
-    Substitute('mmcv sigmoid_focal_loss (mmdet FocalLoss on CUDA)', 'mmdet.models.losses.focal_loss',
-               '_sigmoid_focal_loss', sigmoid_focal_loss_pytorch,
+    Substitute('mmcv sigmoid_focal_loss (mmdet FocalLoss on CUDA)',
+               'mmdet.models.losses.focal_loss', '_sigmoid_focal_loss', sigmoid_focal_loss_pytorch,
                "mmdet's pure-PyTorch sigmoid focal loss"),
-    Substitute('mmcv sigmoid_focal_loss (mmseg FocalLoss on CUDA)', 'mmseg.models.losses.focal_loss',
-               '_sigmoid_focal_loss', sigmoid_focal_loss_pytorch,
+    Substitute('mmcv sigmoid_focal_loss (mmseg FocalLoss on CUDA)',
+               'mmseg.models.losses.focal_loss', '_sigmoid_focal_loss', sigmoid_focal_loss_pytorch,
                "mmdet's pure-PyTorch sigmoid focal loss"),
     Substitute('mmcv RoIAlign', 'mmcv.ops.roi_align', 'roi_align', roi_align_pytorch,
                'bilinear sampling by gathers (mmkd_ext roi_align_pytorch)'),

@@ -10,7 +10,7 @@ from torch.autograd.function import once_differentiable
 
 from mmkd_ext.engine.optimizers import second_order
 from mmkd_ext.engine.optimizers.second_order import (
-    SUBSTITUTES, SecondOrderAudit, SecondOrderError, SecondOrderReport, grid_sample_pytorch,
+    SUBSTITUTES, SecondOrderAudit, SecondOrderError, grid_sample_pytorch,
     hardsigmoid, hardswish, roi_align_pytorch, sigmoid_focal_loss_pytorch,
     twice_differentiable_ops)
 
