@@ -252,18 +252,14 @@ def test_each_family_distils_with_every_weighting(family_distiller, weighting):
                          indirect=True)
 def test_mmkd_gets_a_hypergradient_through_each_feature_kind(family_distiller):
     """MMKD's look-ahead through vectors (a distilled DeiT's two tokens), tokens and
-    maps (Swin); the family matrix runs it for every family. The attention runs in
-    PyTorch's math kernel: the fused CPU kernel of ``scaled_dot_product_attention``
-    has no second derivative (the look-ahead's own check refuses it)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
+    maps (Swin); the family matrix runs it for every family (the look-ahead runs the
+    attention on torch's math backend: the fused kernel has no second derivative)."""
     from mmkd_ext.engine.hooks import MetaWeightHook
     _, model, (inputs, samples) = family_distiller
     _use_weighting(model, dict(type='MetaWeightNet', batch_size=2))
     params = [p for n, p in model.named_parameters() if not n.startswith('weighting.')]
-    with sdpa_kernel(SDPBackend.MATH):
-        outer = MetaWeightHook().hypergradient(model, torch.optim.SGD(params, lr=0.01),
-                                               inputs, samples)
+    outer = MetaWeightHook().hypergradient(model, torch.optim.SGD(params, lr=0.01),
+                                           inputs, samples)
     assert outer > 0
     grads = [p.grad for p in model.weighting.feature_net.parameters()]
     assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)

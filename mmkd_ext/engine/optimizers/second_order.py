@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch.autograd.function import once_differentiable
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.overrides import TorchFunctionMode
 from torch.nn.modules.utils import _pair
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
 _TORCH_HARDSIGMOID = F.hardsigmoid
 _TORCH_HARDSWISH = F.hardswish
 _TORCH_GRID_SAMPLE = F.grid_sample
+_TORCH_SDPA = F.scaled_dot_product_attention
 
 
 class NotSubstituted(Exception):
@@ -292,7 +295,11 @@ def _double_backward_fails(name: str) -> bool:
     x = torch.linspace(-2.5, 2.5, 9, dtype=torch.float64).reshape(1, 1, 3, 3)
     x.requires_grad_()
     scale = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
-    if name == 'grid_sample':
+    if name == 'scaled_dot_product_attention':
+        query = x.reshape(1, 1, 3, 3)
+        out = _TORCH_SDPA(query, query * 1.5, query * 0.5)
+        inputs = (x, )
+    elif name == 'grid_sample':
         grid = torch.tensor([-0.7, 0.3, 0.2, -0.4, 0.6, 0.1, -0.2, 0.5],
                             dtype=torch.float64).reshape(1, 2, 2, 2).requires_grad_()
         out = _TORCH_GRID_SAMPLE(x, grid, align_corners=False)
@@ -349,6 +356,29 @@ SUBSTITUTES: Tuple[Substitute, ...] = (
 )
 
 
+class _MathAttention(TorchFunctionMode):
+    """Runs ``F.scaled_dot_product_attention`` on torch's math backend (matmuls and a
+    softmax, twice differentiable; the fused CPU/CUDA kernels' backward has no
+    derivative) and notes the substitution in ``used``.
+
+    A function mode, not an attribute swap: mmpretrain's attention layers keep a
+    reference to the function taken at construction."""
+    op = 'torch scaled_dot_product_attention (fused kernels)'
+    description = "torch's math backend (SDPBackend.MATH)"
+
+    def __init__(self, used: Dict[str, str]):
+        super().__init__()
+        self.used = used
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is _TORCH_SDPA:
+            self.used[self.op] = self.description
+            with sdpa_kernel(SDPBackend.MATH):
+                return func(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
 class _Recorded:
     """A substitute that notes in ``used`` when it replaced a call; for arguments it
     does not cover it calls the original op."""
@@ -394,7 +424,11 @@ def twice_differentiable_ops(substitutes: Optional[Sequence[Substitute]] = None,
             original = getattr(module, substitute.attribute)
             setattr(module, substitute.attribute, _Recorded(substitute, original, used))
             swapped.append((module, substitute.attribute, original))
-        yield used
+        if substitutes is None and _torch_lacks_double_backward('scaled_dot_product_attention'):
+            with _MathAttention(used):
+                yield used
+        else:
+            yield used
     finally:
         for module, attribute, original in reversed(swapped):
             setattr(module, attribute, original)

@@ -105,6 +105,28 @@ def test_hardsigmoid_and_hardswish_substitutes_match_torch_and_differentiate_twi
         torch.autograd.grad(grad.sum(), x)
 
 
+def test_attention_runs_on_the_math_backend_inside_the_lookahead_only():
+    """mmpretrain's attention keeps a reference to F.scaled_dot_product_attention taken
+    at construction; inside the substitutes it still runs twice differentiably (the
+    fused CPU kernel's backward has no derivative), with the same forward."""
+    from mmpretrain.models.utils.attention import MultiheadAttention
+    torch.manual_seed(0)
+    attention = MultiheadAttention(embed_dims=8, num_heads=2)
+    x = torch.randn(2, 5, 8, requires_grad=True)
+    expected = attention(x)
+    with pytest.raises(RuntimeError, match='is not implemented'):
+        grad, = torch.autograd.grad(attention(x).pow(2).sum(), x, create_graph=True)
+        torch.autograd.grad(grad.sum(), x)
+    with twice_differentiable_ops() as used:
+        out = attention(x)
+        grad, = torch.autograd.grad(out.pow(2).sum(), x, create_graph=True)
+        second, = torch.autograd.grad(grad.sum(), x)
+    torch.testing.assert_close(out, expected)
+    assert torch.isfinite(second).all()
+    assert any('scaled_dot_product_attention' in op for op in used)
+    assert torch.equal(attention(x), expected)  # the live op is back outside
+
+
 def one_hot(labels, num_classes):
     return F.one_hot(labels, num_classes + 1)[:, :num_classes]
 
