@@ -34,6 +34,8 @@ class Family(NamedTuple):
         fast_method: the method the default test run distils it with (the other
             cases run under ``slow``); None: every case is slow.
         refused: a pattern of the build-time error, for a family no view supports.
+        note: what the README's table says beside the family (why it is refused,
+            what a method approximates on it).
     """
     name: str
     task: str
@@ -42,6 +44,7 @@ class Family(NamedTuple):
     probe_shape: Tuple[int, int, int]
     fast_method: Optional[str] = None
     refused: Optional[str] = None
+    note: str = ''
 
     def entry(self, **kwargs) -> dict:
         """The distiller's student/teacher entry of this family."""
@@ -125,6 +128,54 @@ DETECTION = (
            _DET_PROBE),
 )
 
+def _detr(width=8, out_indices=(3, ), embed_dims=16):
+    """cfg-options of a DETR-family zoo config: a ResNet-18 of ``width`` base channels
+    and its ChannelMapper to ``embed_dims``, one encoder and two decoder layers of two
+    heads, ten queries, the generated data's classes."""
+    return {
+        'backbone.depth': 18, 'backbone.base_channels': width, 'backbone.stem_channels': width,
+        'backbone.out_indices': out_indices, 'backbone.init_cfg': None,
+        'backbone.norm_cfg': dict(type='BN', requires_grad=True),
+        'neck.in_channels': [width * 2**i for i in out_indices],
+        'neck.out_channels': embed_dims,
+        'encoder.num_layers': 1, 'decoder.num_layers': 2,
+        'encoder.layer_cfg.self_attn_cfg.embed_dims': embed_dims,
+        'encoder.layer_cfg.self_attn_cfg.num_heads': 2,
+        'encoder.layer_cfg.ffn_cfg.embed_dims': embed_dims,
+        'encoder.layer_cfg.ffn_cfg.feedforward_channels': 32,
+        'decoder.layer_cfg.self_attn_cfg.embed_dims': embed_dims,
+        'decoder.layer_cfg.self_attn_cfg.num_heads': 2,
+        'decoder.layer_cfg.cross_attn_cfg.embed_dims': embed_dims,
+        'decoder.layer_cfg.cross_attn_cfg.num_heads': 2,
+        'decoder.layer_cfg.ffn_cfg.embed_dims': embed_dims,
+        'decoder.layer_cfg.ffn_cfg.feedforward_channels': 32,
+        'positional_encoding.num_feats': embed_dims // 2,
+        'bbox_head.num_classes': DET_CLASSES, 'bbox_head.embed_dims': embed_dims,
+        'num_queries': 10,
+    }
+
+
+_DETR_MULTI_SCALE = dict(out_indices=(1, 2, 3))
+_DETR_GN = {'neck.norm_cfg': dict(type='GN', num_groups=4)}
+_DETR_PROBE = (3, 64, 64)
+# DINO's and Conditional DETR's decoders encode the reference points with mmdet's
+# default 128 sine features a coordinate, which fixes their width at 256.
+
+DETR = (
+    Family('DETR', 'detection', 'mmdet::detr/detr_r50_8xb2-150e_coco.py', _detr(), _DETR_PROBE),
+    Family('Deformable DETR', 'detection',
+           'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py',
+           {**_detr(**_DETR_MULTI_SCALE), **_DETR_GN}, _DETR_PROBE),
+    Family('DINO', 'detection', 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+           {**_detr(embed_dims=256, **_DETR_MULTI_SCALE), **_DETR_GN,
+            'dn_cfg.group_cfg.num_dn_queries': 10}, _DETR_PROBE),
+    Family('Conditional DETR', 'detection',
+           'mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py',
+           _detr(embed_dims=256), _DETR_PROBE),
+    Family('DAB-DETR', 'detection', 'mmdet::dab_detr/dab-detr_r50_8xb2-50e_coco.py', _detr(),
+           _DETR_PROBE),
+)
+
 _SEG_PROBE = (3, 64, 128)
 _SEG_HEADS = {'decode_head.num_classes': SEG_CLASSES, 'auxiliary_head': None,
               'data_preprocessor.size': (64, 128)}
@@ -154,6 +205,26 @@ SEGMENTATION = (
             **_SEG_HEADS, 'decode_head.in_channels': [8, 16, 40, 64],
             'decode_head.channels': 16, 'decode_head.norm_cfg': dict(type='BN')},
            _SEG_PROBE, fast_method='mmkd'),
+    Family('Mask2Former', 'segmentation',
+           'mmseg::mask2former/mask2former_r50_8xb2-90k_cityscapes-512x1024.py',
+           {'backbone.depth': 18, 'backbone.init_cfg': None,
+            'backbone.norm_cfg': dict(type='BN', requires_grad=True),
+            'decode_head.in_channels': [64, 128, 256, 512],
+            'decode_head.num_classes': SEG_CLASSES, 'data_preprocessor.size': (64, 128),
+            'decode_head.feat_channels': 32, 'decode_head.out_channels': 32,
+            'decode_head.num_queries': 10,
+            'decode_head.positional_encoding.num_feats': 16,
+            'decode_head.pixel_decoder.positional_encoding.num_feats': 16,
+            'decode_head.pixel_decoder.encoder.num_layers': 1,
+            'decode_head.pixel_decoder.encoder.layer_cfg':
+                dict(self_attn_cfg=dict(embed_dims=32), ffn_cfg=dict(
+                    embed_dims=32, feedforward_channels=64)),
+            'decode_head.transformer_decoder.num_layers': 1,
+            'decode_head.transformer_decoder.layer_cfg':
+                dict(self_attn_cfg=dict(embed_dims=32), cross_attn_cfg=dict(embed_dims=32),
+                     ffn_cfg=dict(embed_dims=32, feedforward_channels=64))},
+           _SEG_PROBE, refused='Mask2FormerHead',
+           note='query-based mask classification: no per-pixel class scores to distil'),
 )
 
 _CLS_PROBE = (3, 32, 32)
@@ -187,7 +258,8 @@ CLASSIFICATION = (
             'head.in_channels': 64, **_CLS_HEAD}, _CLS_PROBE),
 )
 
-FAMILIES: Dict[str, Family] = {f.name: f for f in DETECTION + SEGMENTATION + CLASSIFICATION}
+FAMILIES: Dict[str, Family] = {
+    f.name: f for f in DETECTION + DETR + SEGMENTATION + CLASSIFICATION}
 
 
 #: The weightings of the matrix (MTKD-RL's two policies share every code path but the
@@ -258,21 +330,26 @@ def family_kd_config(family: Family, method: str, kd_config: str, data_options: 
     return cfg
 
 
-def save_family_teachers(family: Family, folder: str, num_teachers: int = 2) -> List[str]:
-    """Checkpoints of ``num_teachers`` randomly initialised models of the family
-    (seeds 0, 1, ...) under ``folder``; existing ones are kept."""
+def save_family_checkpoint(family: Family, folder: str, seed: int) -> str:
+    """The path of a checkpoint under ``folder`` of the family's model initialised
+    (``init_weights``: e.g. Deformable DETR's level embeddings are uninitialised memory
+    until then) under ``seed``; written once."""
     import torch
 
     from mmkd_ext.utils.model_builder import build_model
-    paths = []
-    for seed in range(num_teachers):
-        path = osp.join(folder, f'{family.name.replace(" ", "_")}_{seed}.pth')
-        if not osp.exists(path):
-            torch.manual_seed(seed)
-            model, _ = build_model(family.config, cfg_options=family.cfg_options)
-            torch.save(dict(state_dict=model.state_dict()), path)
-        paths.append(path)
-    return paths
+    path = osp.join(folder, f'{family.name}_{seed}.pth'.replace(' ', '_'))
+    if not osp.exists(path):
+        torch.manual_seed(seed)
+        model, _ = build_model(family.config, cfg_options=family.cfg_options)
+        model.init_weights()
+        torch.save(dict(state_dict=model.state_dict()), path)
+    return path
+
+
+def save_family_teachers(family: Family, folder: str, num_teachers: int = 2) -> List[str]:
+    """Checkpoints of ``num_teachers`` initialised models of the family (seeds 0, 1,
+    ...) under ``folder`` (:func:`save_family_checkpoint`)."""
+    return [save_family_checkpoint(family, folder, seed) for seed in range(num_teachers)]
 
 
 def expected_outcome(family: Family, method: str) -> Optional[str]:
@@ -283,13 +360,13 @@ def expected_outcome(family: Family, method: str) -> Optional[str]:
 def markdown_table() -> str:
     """The README's table of families x weightings (what the matrix asserts)."""
     names = {m.key: m.name.split(' (')[0] for m in METHOD_TABLE}
-    header = ['task', 'family (zoo config)'] + [names[m] for m in MATRIX_METHODS]
+    header = ['task', 'family (zoo config)'] + [names[m] for m in MATRIX_METHODS] + ['note']
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for family in FAMILIES.values():
         cells = ['runs' if expected_outcome(family, m) is None else 'refused'
                  for m in MATRIX_METHODS]
         lines.append(f'| {family.task} | {family.name} (`{family.config}`) | '
-                     + ' | '.join(cells) + ' |')
+                     + ' | '.join(cells) + f' | {family.note} |')
     return '\n'.join(lines)
 
 

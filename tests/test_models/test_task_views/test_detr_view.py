@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from benchmarks.families import DET_CLASSES, Family, family_kd_config
+from benchmarks.families import DET_CLASSES, DETR, family_kd_config, save_family_checkpoint
 from conftest import DEMO_TASKS
 from tiny_models import det_batch
 
@@ -15,52 +15,8 @@ from tiny_models import det_batch
 C, Q = 3, 4
 
 
-def _detr(width=8, out_indices=(3, ), embed_dims=16):
-    """cfg-options of a DETR-family zoo config: a ResNet-18 of ``width`` base channels
-    and its ChannelMapper to ``embed_dims``, one encoder and two decoder layers of two
-    heads, ten queries, the generated data's classes."""
-    return {
-        'backbone.depth': 18, 'backbone.base_channels': width, 'backbone.stem_channels': width,
-        'backbone.out_indices': out_indices, 'backbone.init_cfg': None,
-        'backbone.norm_cfg': dict(type='BN', requires_grad=True),
-        'neck.in_channels': [width * 2**i for i in out_indices],
-        'neck.out_channels': embed_dims,
-        'encoder.num_layers': 1, 'decoder.num_layers': 2,
-        'encoder.layer_cfg.self_attn_cfg.embed_dims': embed_dims,
-        'encoder.layer_cfg.self_attn_cfg.num_heads': 2,
-        'encoder.layer_cfg.ffn_cfg.embed_dims': embed_dims,
-        'encoder.layer_cfg.ffn_cfg.feedforward_channels': 32,
-        'decoder.layer_cfg.self_attn_cfg.embed_dims': embed_dims,
-        'decoder.layer_cfg.self_attn_cfg.num_heads': 2,
-        'decoder.layer_cfg.cross_attn_cfg.embed_dims': embed_dims,
-        'decoder.layer_cfg.cross_attn_cfg.num_heads': 2,
-        'decoder.layer_cfg.ffn_cfg.embed_dims': embed_dims,
-        'decoder.layer_cfg.ffn_cfg.feedforward_channels': 32,
-        'positional_encoding.num_feats': embed_dims // 2,
-        'bbox_head.num_classes': DET_CLASSES, 'bbox_head.embed_dims': embed_dims,
-        'num_queries': 10,
-    }
-
-
-_MULTI_SCALE = dict(out_indices=(1, 2, 3))
-_GN = {'neck.norm_cfg': dict(type='GN', num_groups=4)}
-_PROBE = (3, 64, 64)
-# DINO's and Conditional DETR's decoders encode the reference points with mmdet's
-# default 128 sine features a coordinate, which fixes their width at 256.
-DETR_FAMILIES = {f.name: f for f in (
-    Family('DETR', 'detection', 'mmdet::detr/detr_r50_8xb2-150e_coco.py', _detr(), _PROBE),
-    Family('Deformable DETR', 'detection',
-           'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py',
-           {**_detr(**_MULTI_SCALE), **_GN}, _PROBE),
-    Family('DINO', 'detection', 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
-           {**_detr(embed_dims=256, **_MULTI_SCALE), **_GN,
-            'dn_cfg.group_cfg.num_dn_queries': 10}, _PROBE),
-    Family('Conditional DETR', 'detection',
-           'mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py',
-           _detr(embed_dims=256), _PROBE),
-    Family('DAB-DETR', 'detection', 'mmdet::dab_detr/dab-detr_r50_8xb2-50e_coco.py', _detr(),
-           _PROBE),
-)}
+#: The DETR variants of the family table.
+DETR_FAMILIES = {f.name: f for f in DETR}
 
 
 def _build(family, seed=0):
@@ -73,14 +29,6 @@ def _build(family, seed=0):
     return model
 
 
-def _checkpoint(family, folder, seed):
-    """The path of a checkpoint of the family's initialised model of ``seed``."""
-    path = osp.join(folder, f'{family.name}_{seed}.pth'.replace(' ', '_'))
-    if not osp.exists(path):
-        torch.save(dict(state_dict=_build(family, seed).state_dict()), path)
-    return path
-
-
 @pytest.fixture(scope='module')
 def detr_teacher_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp('detr_teachers'))
@@ -91,7 +39,7 @@ def _distiller(student, teachers, folder, **kwargs):
     ``teachers`` family (random weights, teacher ``i`` of seed ``i + 1``), per-image
     sigmoid KD and feature KD by default."""
     from mmkd_ext.models.distillers import MultiTeacherDistiller
-    entries = [family.entry(name=f't{i}', checkpoint=_checkpoint(family, folder, i + 1))
+    entries = [family.entry(name=f't{i}', checkpoint=save_family_checkpoint(family, folder, i + 1))
                for i, family in enumerate(teachers)]
     kwargs.setdefault('logit_kd', dict(type='SigmoidKLDivergence', weight=1.0))
     kwargs.setdefault('feature_kd', dict(weight=1.0))
@@ -329,7 +277,7 @@ def test_detr_trains_with_every_weighting(name, method, coco_root, detr_teacher_
     view chosen by default, feature KD on the neck's default layers."""
     from mmengine.runner import Runner
     family, task = DETR_FAMILIES[name], DEMO_TASKS['detection']
-    checkpoints = [_checkpoint(family, detr_teacher_dir, seed) for seed in (1, 2)]
+    checkpoints = [save_family_checkpoint(family, detr_teacher_dir, seed) for seed in (1, 2)]
     cfg = family_kd_config(family, method, task.kd_config, task.data_options(coco_root),
                            checkpoints, str(tmp_path))
     cfg.merge_from_dict({'train_dataloader.dataset.pipeline.2.scale': (96, 96)})
