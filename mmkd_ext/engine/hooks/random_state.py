@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.dataset import worker_init_fn as mmengine_worker_init_fn
-from mmengine.dist import all_gather_object, get_rank, get_world_size, is_distributed
+from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.runner import IterBasedTrainLoop
@@ -91,7 +91,8 @@ class RandomStateHook(Hook):
     hook:
 
     - saves the main process's Python, NumPy and torch (and CUDA) generator states in
-      every checkpoint (under ``random_state``, one entry per rank) and, on
+      every checkpoint (under ``random_state``; rank 0's in a multi-process run, from
+      which every rank resumes) and, on
       ``--resume``, restores them where the uninterrupted run continued: before the
       first resumed epoch (epoch-based loops), or after MMEngine's iteration-based
       loop has fetched the batches it skips (those already trained), before it
@@ -205,19 +206,11 @@ class RandomStateHook(Hook):
     # -- checkpoints ----------------------------------------------------------------------
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        state = capture_random_state()
-        states = all_gather_object(state) if is_distributed() else [state]
-        checkpoint[self.checkpoint_key] = dict(world_size=len(states), ranks=states)
+        # Rank 0 writes the checkpoint: its state is the one saved (no collective
+        # here, so saving never waits on the other ranks).
+        checkpoint[self.checkpoint_key] = dict(world_size=get_world_size(),
+                                               ranks=[capture_random_state()])
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         saved = checkpoint.get(self.checkpoint_key)
-        if saved is None:
-            self._resumed = None
-            return
-        ranks, world_size = saved['ranks'], get_world_size()
-        if len(ranks) != world_size:
-            print_log(f'RandomStateHook: the checkpoint holds the random state of '
-                      f'{len(ranks)} processes, this run has {world_size}; every rank '
-                      'continues from rank 0\'s.', logger='current', level=logging.WARNING)
-        rank = get_rank()
-        self._resumed = ranks[rank] if len(ranks) == world_size else ranks[0]
+        self._resumed = None if saved is None else saved['ranks'][0]
