@@ -274,10 +274,13 @@ def matrix_cases(fast_only: bool = False) -> List[Tuple[Family, str]]:
             if not fast_only or method == family.fast_method]
 
 
-def method_overrides(method: str, batch_size: int) -> dict:
+def method_overrides(method: str, batch_size: int, num_teachers: int = 2) -> dict:
     """cfg-options that let a method act within a few iterations of ``batch_size``:
     MMKD's meta step every iteration on a quiz batch of the current size, MTKD-RL's
-    agent acting and learning from the first iteration."""
+    agent acting and learning from the first iteration; fixed weights, one per teacher
+    (decreasing)."""
+    if method == 'fixed':
+        return {'model.weighting.weights': list(range(num_teachers, 0, -1))}
     if method == 'mmkd':
         return {'model.weighting.batch_size': batch_size,
                 'custom_hooks.0.interval': 1,
@@ -322,7 +325,7 @@ def family_kd_config(family: Family, method: str, kd_config: str, data_options: 
         'default_hooks.logger.interval': 1,
         'val_dataloader': None, 'val_cfg': None, 'val_evaluator': None,
         'test_dataloader': None, 'test_cfg': None, 'test_evaluator': None,
-        **method_overrides(method, batch_size),
+        **method_overrides(method, batch_size, len(teacher_checkpoints)),
     })
     cfg.merge_from_dict(options)
     cfg.work_dir = work_dir

@@ -49,8 +49,15 @@ class SegmentationView(BaseTaskView):
     def bind(self, student: nn.Module) -> None:
         head = getattr(student, 'decode_head', None)
         if head is None or not hasattr(head, 'conv_seg'):
-            raise TypeError(f'{type(self).__name__} needs an mmseg segmentor whose '
-                            f'decode_head ends in conv_seg; got {type(student).__name__}.')
+            what = (f'{type(student).__name__} without a decode_head' if head is None else
+                    f'{type(student).__name__} with a {type(head).__name__}')
+            raise TypeError(
+                f'{type(self).__name__} distils per-pixel class scores: it needs an mmseg '
+                f'segmentor whose decode_head ends in conv_seg (FCN, PSP, ASPP, '
+                f'DepthwiseSeparableASPP, UPer, SegFormer heads...); got {what}. '
+                'Query-based mask heads (Mask2Former, MaskFormer) have no per-pixel scores '
+                'and are not supported: distil such a model with another decode head, or '
+                'give model.task_view=dict(type=...) a view of your own.')
         if head.out_channels == 1:
             raise ValueError(f'{type(head).__name__} predicts one sigmoid channel (binary '
                              f'segmentation); {type(self).__name__} distils softmax heads.')
