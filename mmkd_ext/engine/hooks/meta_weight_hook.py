@@ -1,4 +1,5 @@
 """MetaWeightHook: the bi-level update of MMKD's weight networks."""
+import copy
 import logging
 import random
 import time
@@ -200,7 +201,7 @@ class MetaWeightHook(WeightingTrainerHook):
         Raises :class:`SecondOrderError` (naming the op and the fix) for what MMKD
         cannot differentiate; substituted ops and first-order steps are logged."""
         with preserved_random_state():
-            data = model.data_preprocessor(data_batch, True)
+            data = self._preprocess(model, data_batch)
             with model.weighting.learning():
                 outer = self.lookahead_task_loss(model, optimizer, data['inputs'],
                                                  data['data_samples'])
@@ -250,11 +251,21 @@ class MetaWeightHook(WeightingTrainerHook):
             slot = torch.randint(self.buffer_size, (1, ), generator=self.generator)
             self.buffer[slot] = index
 
+    @staticmethod
+    def _preprocess(model, data_batch: dict) -> dict:
+        """The distiller's preprocessing of a copy of ``data_batch``'s samples: batch
+        augmentations (mmpretrain's Mixup/CutMix) write mixed labels into the data
+        samples, which must not reach the training step's own preprocessing of the
+        same batch (it would mix them twice)."""
+        samples = data_batch.get('data_samples')
+        return model.data_preprocessor(dict(data_batch, data_samples=copy.deepcopy(samples)),
+                                       True)
+
     def _quiz_batch(self, model, data_batch: dict) -> dict:
         """``quiz_batch_size`` samples from the hard buffer (the current batch while it
         holds fewer). Rank ``r`` takes the ``r``-th block of one shared draw."""
         if not self.use_hard_buffer or len(self.buffer) < self.quiz_batch_size * get_world_size():
-            return model.data_preprocessor(data_batch, True)
+            return self._preprocess(model, data_batch)
         order = torch.randperm(len(self.buffer), generator=self.generator)
         start = get_rank() * self.quiz_batch_size  # buffer_size >= Q * world_size
         picked = self.buffer[order[start:start + self.quiz_batch_size]].tolist()

@@ -421,6 +421,24 @@ def test_probe_runs_the_look_ahead_and_changes_no_training_state(two_teachers):
     assert hook.second_order.first_order == {}
 
 
+def test_probe_leaves_the_batch_for_the_training_steps_own_batch_augmentation(two_teachers):
+    """mmpretrain's Mixup writes mixed labels into the data samples it preprocesses:
+    the probe (and a quiz batch taken from the current batch) works on a copy, so the
+    training step mixes the first batch's labels once, as without MMKD."""
+    from mmkd_ext.engine.hooks import MetaWeightHook
+    model, optimizer = tiny_mmkd(two_teachers)
+    from mmpretrain.models.utils.batch_augments import RandomBatchAugment
+    preprocessor = model.data_preprocessor  # as built with batch_augments=dict(...)
+    preprocessor.batch_augments = RandomBatchAugment(dict(type='Mixup', alpha=0.8))
+    preprocessor.to_onehot = True
+    batch = raw_batch()
+    hook = MetaWeightHook()
+    hook.probe(model, optimizer, batch)
+    assert all('gt_score' not in sample for sample in batch['data_samples'])
+    hook._quiz_batch(model, batch)  # the buffer is empty: the current batch
+    assert all('gt_score' not in sample for sample in batch['data_samples'])
+
+
 def test_probe_refuses_a_distillation_step_without_second_derivative(two_teachers):
     """An op without a second derivative in the student's features (what the
     distillation steps differentiate through) is refused by the probe, before
