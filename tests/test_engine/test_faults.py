@@ -327,6 +327,31 @@ def test_workers_blocked_on_a_full_queue_exit_with_the_main_process(kind):
             run.kill()
 
 
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc')
+def test_a_worker_whose_parent_is_not_the_main_process_exits_with_the_main_process():
+    """Under the forkserver start method a worker's parent is the fork server: the
+    worker keeps running while the main process runs, and exits when it dies."""
+    from mmkd_ext.engine.hooks import worker_init
+    main = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+    worker = subprocess.Popen(
+        [sys.executable, '-c', 'import sys, time\n'
+         'from mmkd_ext.engine.hooks.worker_init import exit_with_parent\n'
+         'exit_with_parent(int(sys.argv[1])); print("armed", flush=True); time.sleep(120)',
+         str(main.pid)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline().strip() == 'armed'
+        time.sleep(worker_init.WATCHDOG_INTERVAL + 0.5)
+        assert worker.poll() is None  # the main process runs: so does the worker
+        main.kill()
+        main.wait(timeout=60)
+        worker.wait(timeout=worker_init.WATCHDOG_INTERVAL + 10)
+    finally:
+        for process in (main, worker):
+            if process.poll() is None:
+                process.kill()
+
+
 def alive(pid):
     """Whether ``pid`` runs (a zombie waiting for its parent to reap it does not)."""
     try:
@@ -351,13 +376,21 @@ def children(pid):
 
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc')
-def test_sigkill_of_a_run_leaves_no_data_loader_worker(shapes_root, teacher_dir, tmp_path):
+@pytest.mark.parametrize('loop', ['epoch', pytest.param('iteration', marks=pytest.mark.slow)])
+def test_sigkill_of_a_run_leaves_no_data_loader_worker(loop, shapes_root, teacher_dir,
+                                                       tmp_path):
     """A run with the shipped loaders (2 persistent training workers) is SIGKILLed
     while training: its workers exit at once (torch's own check of the parent runs
-    every 5 s, and does not end a worker blocked on a full queue)."""
+    every 5 s, and does not end a worker blocked on a full queue). An iteration-based
+    loop starts its workers before any hook runs: RandomStateHook restarts them."""
     config = write_epoch_config('aver', shapes_root, teacher_dir, tmp_path / 'plain.py')
     cfg = Config.fromfile(config)
     cfg.train_cfg.max_epochs = 50  # still training when killed
+    if loop == 'iteration':
+        cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=500, val_interval=10**6)
+        cfg.param_scheduler = []
+        cfg.default_hooks.checkpoint.by_epoch = False
+        cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
     cfg.dump(str(tmp_path / 'long.py'))
     run = train(str(tmp_path / 'long.py'), tmp_path / 'work')
     try:

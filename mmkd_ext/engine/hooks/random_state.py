@@ -13,6 +13,7 @@ from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.runner import IterBasedTrainLoop
+from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.utils.data import DataLoader
 
 from mmkd_ext.registry import HOOKS
@@ -20,9 +21,11 @@ from .worker_init import init_eval_worker, seed_train_worker
 
 
 def capture_random_state() -> dict:
-    """This process's Python, NumPy (legacy global) and torch (CPU, and CUDA when
-    initialised) generator states, as tensors and plain numbers (what a weights-only
-    checkpoint load accepts)."""
+    """This process's Python, NumPy (legacy global) and torch (CPU, and the current
+    CUDA device's when CUDA is initialised) generator states, as tensors and plain
+    numbers (what a weights-only checkpoint load accepts). The current device's
+    only: in a distributed run each rank draws on its own device, and every rank
+    restores rank 0's state onto its own device."""
     version, words, gauss_next = random.getstate()
     name, key, pos, has_gauss, cached = np.random.get_state()
     state = dict(
@@ -32,7 +35,7 @@ def capture_random_state() -> dict:
                    has_gauss=int(has_gauss), cached_gaussian=float(cached)),
         torch=torch.get_rng_state())
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = torch.cuda.get_rng_state_all()
+        state['cuda'] = torch.cuda.get_rng_state()
     return state
 
 
@@ -46,8 +49,12 @@ def restore_random_state(state: dict) -> None:
                          numpy['has_gauss'], numpy['cached_gaussian']))
     torch.set_rng_state(state['torch'].cpu())
     cuda = state.get('cuda')
-    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda.cpu())
+    elif cuda is not None:
+        print_log('RandomStateHook: the checkpoint holds a CUDA random state but CUDA is '
+                  'not available; GPU draws restart from the seed.', logger='current',
+                  level=logging.WARNING)
 
 
 class _RestoreAfterSkipping:
@@ -158,7 +165,10 @@ class RandomStateHook(Hook):
     # -- training -------------------------------------------------------------------------
 
     def before_train(self, runner) -> None:
-        self._configure_loader(runner, runner.train_loop.dataloader, train=True)
+        loop = runner.train_loop
+        self._configure_loader(runner, loop.dataloader, train=True)
+        if isinstance(loop, IterBasedTrainLoop):
+            self._restart_workers(loop)
         self._eval_loader(runner, 'val')
         if runner.iter > 0 and self._resumed is not None:
             self._pending = self._resumed
@@ -168,6 +178,23 @@ class RandomStateHook(Hook):
                       'so the run departs from an uninterrupted one.',
                       logger='current', level=logging.WARNING)
         self._resumed = None
+
+    @staticmethod
+    def _restart_workers(loop: IterBasedTrainLoop) -> None:
+        """Start an iteration-based loop's data iterator again. MMEngine's loop starts
+        it (and its workers, with the loader's ``worker_init_fn`` of that moment) when
+        it is built, before any hook runs; the new iterator's workers run the
+        initialisation set here. Nothing was fetched from the first one."""
+        loader = loop.dataloader
+        if not isinstance(loader, DataLoader) or loader.num_workers == 0:
+            return
+        stale = [getattr(loop.dataloader_iterator, '_iterator', None),
+                 getattr(loader, '_iterator', None)]  # a persistent loader keeps its own
+        loader._iterator = None
+        for iterator in stale:
+            if hasattr(iterator, '_shutdown_workers'):
+                iterator._shutdown_workers()
+        loop.dataloader_iterator = _InfiniteDataloaderIterator(loader)
 
     def before_train_epoch(self, runner) -> None:
         self._epoch.fill_(runner.epoch)

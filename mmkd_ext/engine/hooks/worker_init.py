@@ -49,29 +49,46 @@ def seed_process(seed: int, rank: int, worker_id: int, epoch: int) -> None:
     torch.manual_seed(torch_seed)
 
 
-def exit_with_parent(parent_pid: int) -> None:
-    """Make this process exit when the process ``parent_pid`` (its parent) dies.
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
-    On Linux the kernel sends SIGKILL on the parent's death (``prctl`` with
-    ``PR_SET_PDEATHSIG``, set from the thread that starts the workers, the main
-    thread in MMEngine's loops); elsewhere a daemon thread checks every
-    :data:`WATCHDOG_INTERVAL` seconds that the parent is still the same process. A
-    parent that died before this call is caught by the check that follows it.
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Make this process exit when the process ``parent_pid`` (the main process) dies.
+
+    When that process is this one's parent (workers forked by the main process), on
+    Linux the kernel sends SIGKILL on its death (``prctl`` with ``PR_SET_PDEATHSIG``,
+    set from the thread that starts the workers, the main thread in MMEngine's
+    loops). Otherwise (another system, or a worker started by a ``forkserver``,
+    whose parent is the fork server) a daemon thread checks every
+    :data:`WATCHDOG_INTERVAL` seconds that the main process still runs. A main
+    process that died before this call is caught by the check that follows it.
     """
+    direct = os.getppid() == parent_pid
     armed = False
-    if sys.platform.startswith('linux'):
+    if direct and sys.platform.startswith('linux'):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             armed = libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
         except (OSError, AttributeError):
             armed = False
+
+    def main_process_gone() -> bool:
+        return (direct and os.getppid() != parent_pid) or not _alive(parent_pid)
+
     if not armed:
         def watch():
-            while os.getppid() == parent_pid:
+            while not main_process_gone():
                 time.sleep(WATCHDOG_INTERVAL)
             os._exit(1)
         threading.Thread(target=watch, name='exit-with-parent', daemon=True).start()
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+    if main_process_gone():  # it died before the signal was armed
         os._exit(1)
 
 
