@@ -108,7 +108,8 @@ DETECTION = (
             'neck.in_channels': [32, 64, 128], 'neck.out_channels': 16,
             'bbox_head.in_channels': 16, 'bbox_head.feat_channels': 16,
             'bbox_head.num_classes': DET_CLASSES, 'bbox_head.stacked_convs': 1},
-           _DET_PROBE, fast_method='mmkd'),
+           _DET_PROBE, fast_method='mmkd',
+           note="MMKD: CSPNeXt's hardsigmoid substituted in the look-ahead"),
     Family('YOLOX', 'detection', 'mmdet::yolox/yolox_tiny_8xb8-300e_coco.py',
            {'backbone.widen_factor': 0.125, 'neck.in_channels': [32, 64, 128],
             'neck.out_channels': 16, 'bbox_head.in_channels': 16,
@@ -119,13 +120,15 @@ DETECTION = (
            {**_resnet_fpn(), **_two_stage(),
             **{f'roi_head.bbox_head.{k}': v for k, v in _roi_bbox_head().items()},
             'train_cfg.rcnn.sampler.num': 64},
-           _DET_PROBE, fast_method='mmkd'),
+           _DET_PROBE, fast_method='mmkd',
+           note='RPN objectness and FPN distilled (not the RoI head); MMKD: RoIAlign '
+           'substituted in the look-ahead'),
     Family('Cascade R-CNN', 'detection', 'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py',
            {**_resnet_fpn(), **_two_stage(),
             **{f'roi_head.bbox_head.{i}.{k}': v for i in range(3)
                for k, v in _roi_bbox_head().items()},
             **{f'train_cfg.rcnn.{i}.sampler.num': 64 for i in range(3)}},
-           _DET_PROBE),
+           _DET_PROBE, note='as Faster R-CNN'),
 )
 
 def _detr(width=8, out_indices=(3, ), embed_dims=16):
@@ -162,18 +165,20 @@ _DETR_PROBE = (3, 64, 64)
 # default 128 sine features a coordinate, which fixes their width at 256.
 
 DETR = (
-    Family('DETR', 'detection', 'mmdet::detr/detr_r50_8xb2-150e_coco.py', _detr(), _DETR_PROBE),
+    Family('DETR', 'detection', 'mmdet::detr/detr_r50_8xb2-150e_coco.py', _detr(), _DETR_PROBE,
+           note="DETRView: per-image logit KD (each class's best query of the last decoder "
+           'layer), neck features'),
     Family('Deformable DETR', 'detection',
            'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py',
-           {**_detr(**_DETR_MULTI_SCALE), **_DETR_GN}, _DETR_PROBE),
+           {**_detr(**_DETR_MULTI_SCALE), **_DETR_GN}, _DETR_PROBE, note='as DETR'),
     Family('DINO', 'detection', 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
            {**_detr(embed_dims=256, **_DETR_MULTI_SCALE), **_DETR_GN,
-            'dn_cfg.group_cfg.num_dn_queries': 10}, _DETR_PROBE),
+            'dn_cfg.group_cfg.num_dn_queries': 10}, _DETR_PROBE, note='as DETR'),
     Family('Conditional DETR', 'detection',
            'mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py',
-           _detr(embed_dims=256), _DETR_PROBE),
+           _detr(embed_dims=256), _DETR_PROBE, note='as DETR'),
     Family('DAB-DETR', 'detection', 'mmdet::dab_detr/dab-detr_r50_8xb2-50e_coco.py', _detr(),
-           _DETR_PROBE),
+           _DETR_PROBE, note='as DETR'),
 )
 
 _SEG_PROBE = (3, 64, 128)
@@ -241,15 +246,17 @@ CLASSIFICATION = (
     Family('ConvNeXt', 'classification', 'mmpretrain::convnext/convnext-tiny_32xb128_in1k.py',
            {'backbone.arch': dict(_delete_=True, depths=[1, 1, 1, 1], channels=[8, 16, 32, 64]),
             'backbone.drop_path_rate': 0.0, 'head.in_channels': 64, **_CLS_HEAD},
-           _CLS_PROBE),
+           _CLS_PROBE, note='pooled vector features (LinearAdapter)'),
     Family('DeiT', 'classification', 'mmpretrain::deit/deit-tiny_4xb256_in1k.py',
-           {'backbone.arch': dict(_VIT, _delete_=True), 'backbone.img_size': 32, 'backbone.patch_size': 8,
-            'backbone.drop_path_rate': 0.0, 'head.in_channels': 32, 'init_cfg': None,
-            **_CLS_HEAD}, _CLS_PROBE, fast_method='mtkd_rl'),
+           {'backbone.arch': dict(_VIT, _delete_=True), 'backbone.img_size': 32,
+            'backbone.patch_size': 8, 'backbone.drop_path_rate': 0.0, 'head.in_channels': 32,
+            'init_cfg': None, **_CLS_HEAD}, _CLS_PROBE, fast_method='mtkd_rl',
+           note='class-token vector features (LinearAdapter); MMKD: '
+           "attention on torch's math backend in the look-ahead"),
     Family('ViT', 'classification', 'mmpretrain::vision_transformer/vit-base-p16_64xb64_in1k.py',
-           {'backbone.arch': dict(_VIT, _delete_=True), 'backbone.img_size': 32, 'backbone.patch_size': 8,
-            'backbone.drop_rate': 0.0, 'head.in_channels': 32, 'head.hidden_dim': None,
-            **_CLS_HEAD}, _CLS_PROBE),
+           {'backbone.arch': dict(_VIT, _delete_=True), 'backbone.img_size': 32,
+            'backbone.patch_size': 8, 'backbone.drop_rate': 0.0, 'head.in_channels': 32,
+            'head.hidden_dim': None, **_CLS_HEAD}, _CLS_PROBE, note='as DeiT'),
     Family('Swin', 'classification', 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py',
            {'backbone.arch': dict(_delete_=True, embed_dims=8, depths=[1, 1, 1, 1],
                                   num_heads=[1, 1, 2, 2]),

@@ -547,3 +547,12 @@ def test_no_block_stands_in_two_places():
                 record(table, where(page, start))
             table = []
     assert not repeated, '\n'.join(repeated)
+
+
+def test_readme_family_table_is_the_matrix_table():
+    """The README's families x weightings table is what the family matrix asserts
+    (tests/test_engine/test_family_matrix.py runs every cell)."""
+    from benchmarks.families import markdown_table
+    assert markdown_table() in (ROOT / 'README.md').read_text(), (
+        'README.md: the family table differs from benchmarks.families.markdown_table(); '
+        'paste its output.')
