@@ -52,6 +52,11 @@ def test_family_distils_with_every_weighting(family, method, request, family_tea
     for weights in (step.weights.logit, step.weights.feature):
         assert weights.shape == (2, k) and torch.isfinite(weights).all()
         torch.testing.assert_close(weights.sum(1), torch.full((2, ), row_sum))
+    if method == 'mmkd':  # exact: nothing taken first-order, every meta step run
+        from mmkd_ext.engine.hooks import MetaWeightHook
+        hook = next(h for h in runner.hooks if isinstance(h, MetaWeightHook))
+        assert hook.second_order.first_order == {}
+        assert runner.message_hub.get_scalar('train/meta_loss').current() > 0
     for teacher, path in zip(model.teachers, checkpoints):  # frozen: unchanged
         saved = torch.load(path, map_location='cpu')['state_dict']
         for key, value in teacher.state_dict().items():

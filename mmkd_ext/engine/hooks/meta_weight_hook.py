@@ -308,7 +308,8 @@ class MetaWeightHook(WeightingTrainerHook):
                 f'look-ahead steps, and an op there has no second derivative: {error} '
                 "Fix: replace the op in the student's config (mmkd_ext substitutes "
                 "mmcv's RoIAlign, focal loss and deformable attention and torch's "
-                'hardsigmoid: mmkd_ext.engine.optimizers.second_order.SUBSTITUTES), '
+                'hardsigmoid and fused attention kernels: '
+                'mmkd_ext.engine.optimizers.second_order.SUBSTITUTES), '
                 'or distil this student with a weighting that does not differentiate '
                 'through its steps (e.g. configs/_base_/methods/aver.py).') from error
 
