@@ -32,7 +32,9 @@ class Family(NamedTuple):
         cfg_options: overrides relative to its ``model``.
         probe_shape: the distiller's ``probe_shape`` for it.
         fast_method: the method the default test run distils it with (the other
-            cases run under ``slow``); None: every case is slow.
+            cases run under ``slow``); None: every case is slow (the default run
+            covers most families in their own modules: two-stage, DETR, token
+            backbones).
         refused: a pattern of the build-time error, for a family no view supports.
         note: what the README's table says beside the family (why it is refused,
             what a method approximates on it).
@@ -120,7 +122,7 @@ DETECTION = (
            {**_resnet_fpn(), **_two_stage(),
             **{f'roi_head.bbox_head.{k}': v for k, v in _roi_bbox_head().items()},
             'train_cfg.rcnn.sampler.num': 64},
-           _DET_PROBE, fast_method='mmkd',
+           _DET_PROBE,
            note='RPN objectness and FPN distilled (not the RoI head); MMKD: RoIAlign '
            'substituted in the look-ahead'),
     Family('Cascade R-CNN', 'detection', 'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py',
@@ -209,7 +211,7 @@ SEGMENTATION = (
             'backbone.num_layers': [1, 1, 1, 1], 'pretrained': None,
             **_SEG_HEADS, 'decode_head.in_channels': [8, 16, 40, 64],
             'decode_head.channels': 16, 'decode_head.norm_cfg': dict(type='BN')},
-           _SEG_PROBE, fast_method='mmkd'),
+           _SEG_PROBE),
     Family('Mask2Former', 'segmentation',
            'mmseg::mask2former/mask2former_r50_8xb2-90k_cityscapes-512x1024.py',
            {'backbone.depth': 18, 'backbone.init_cfg': None,
@@ -250,7 +252,7 @@ CLASSIFICATION = (
     Family('DeiT', 'classification', 'mmpretrain::deit/deit-tiny_4xb256_in1k.py',
            {'backbone.arch': dict(_VIT, _delete_=True), 'backbone.img_size': 32,
             'backbone.patch_size': 8, 'backbone.drop_path_rate': 0.0, 'head.in_channels': 32,
-            'init_cfg': None, **_CLS_HEAD}, _CLS_PROBE, fast_method='mtkd_rl',
+            'init_cfg': None, **_CLS_HEAD}, _CLS_PROBE,
            note='class-token vector features (LinearAdapter); MMKD: '
            "attention on torch's math backend in the look-ahead"),
     Family('ViT', 'classification', 'mmpretrain::vision_transformer/vit-base-p16_64xb64_in1k.py',

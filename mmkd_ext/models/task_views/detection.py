@@ -1,5 +1,5 @@
 """Task view of mmdet detectors with dense (per-location) classification heads."""
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn

@@ -1,8 +1,6 @@
 """DETR-family detectors through DETRView: the view's rules on hand-made tensors, every
 variant of mmdet's zoo (DETR, Deformable DETR, DINO, Conditional DETR, DAB-DETR) shrunk
 for a CPU, the distiller on them, and training through mmengine's Runner."""
-import os.path as osp
-
 import pytest
 import torch
 import torch.nn as nn
@@ -222,7 +220,8 @@ def test_what_the_view_cannot_read_is_refused_at_build(dino_distiller, tmp_path)
                    checkpoint=save_checkpoint(tiny_retinanet(8), tmp_path / 'retina.pth'))]
     with pytest.raises(TypeError, match="RetinaNet, not a DETR-family detector"):
         MultiTeacherDistiller(student=DETR_FAMILIES['DAB-DETR'].entry(), teachers=retina,
-                              probe_shape=_PROBE, feature_kd=None, logit_kd=None)
+                              probe_shape=DETR_FAMILIES['DINO'].probe_shape, feature_kd=None,
+                              logit_kd=None)
     with pytest.raises(TypeError, match='distil it with DETRView'):
         DenseDetectionView().bind(dino_distiller.student)
     with pytest.raises(TypeError, match='the student is a RetinaNet'):
