@@ -36,6 +36,8 @@ class Family(NamedTuple):
             covers most families in their own modules: two-stage, DETR, token
             backbones).
         refused: a pattern of the build-time error, for a family no view supports.
+        refused_methods: ``{method: pattern of its build-time error}`` for the
+            weightings that cannot serve the family.
         note: what the README's table says beside the family (why it is refused,
             what a method approximates on it).
     """
@@ -46,6 +48,7 @@ class Family(NamedTuple):
     probe_shape: Tuple[int, int, int]
     fast_method: Optional[str] = None
     refused: Optional[str] = None
+    refused_methods: Dict[str, str] = {}
     note: str = ''
 
     def entry(self, **kwargs) -> dict:
@@ -122,15 +125,18 @@ DETECTION = (
            {**_resnet_fpn(), **_two_stage(),
             **{f'roi_head.bbox_head.{k}': v for k, v in _roi_bbox_head().items()},
             'train_cfg.rcnn.sampler.num': 64},
-           _DET_PROBE,
-           note='RPN objectness and FPN distilled (not the RoI head); MMKD: RoIAlign '
-           'substituted in the look-ahead'),
+           _DET_PROBE, fast_method='mmkd',
+           refused_methods={'entropy': 'every teacher.s entropy is 0'},
+           note='RPN objectness and FPN distilled (not the RoI head); EBKD refused: the '
+           "entropy of one objectness class is 0; MMKD: RoIAlign substituted in the "
+           'look-ahead'),
     Family('Cascade R-CNN', 'detection', 'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py',
            {**_resnet_fpn(), **_two_stage(),
             **{f'roi_head.bbox_head.{i}.{k}': v for i in range(3)
                for k, v in _roi_bbox_head().items()},
             **{f'train_cfg.rcnn.{i}.sampler.num': 64 for i in range(3)}},
-           _DET_PROBE, note='as Faster R-CNN'),
+           _DET_PROBE, refused_methods={'entropy': 'every teacher.s entropy is 0'},
+           note='as Faster R-CNN'),
 )
 
 def _detr(width=8, out_indices=(3, ), embed_dims=16):
@@ -365,8 +371,8 @@ def save_family_teachers(family: Family, folder: str, num_teachers: int = 2) -> 
 
 
 def expected_outcome(family: Family, method: str) -> Optional[str]:
-    """None when the family distils with ``method``, else the refusal's reason."""
-    return family.refused
+    """None when the family distils with ``method``, else a pattern of its refusal."""
+    return family.refused or family.refused_methods.get(method)
 
 
 def markdown_table() -> str:

@@ -24,32 +24,27 @@ from .random_state import capture_random_state, restore_random_state
 
 
 @contextmanager
-def isolated_random_state(seed: int):
-    """Run a block with seeded python/numpy/torch-CPU RNGs, then restore them, so
-    extra data loading (with random augmentation) leaves training's RNG streams as
-    they were. Device (CUDA) generators are not touched."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.default_generator.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-
-
-@contextmanager
 def preserved_random_state():
     """Run a block, then put every RNG stream back as it was (python, numpy, the
-    torch CPU generator and every initialised CUDA device's), so the block leaves
+    torch CPU generator and the current CUDA device's), so the block leaves
     training's random numbers unchanged."""
     state = capture_random_state()
     try:
         yield
     finally:
         restore_random_state(state)
+
+
+@contextmanager
+def isolated_random_state(seed: int):
+    """:func:`preserved_random_state` with the python/numpy/torch-CPU generators
+    seeded from ``seed`` inside the block, so extra data loading (with random
+    augmentation) draws reproducibly and leaves training's streams as they were."""
+    with preserved_random_state():
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.default_generator.manual_seed(seed)
+        yield
 
 
 @HOOKS.register_module()

@@ -82,6 +82,16 @@ class EntropyWeighting(BaseWeighting):
         super().__init__()
         self.normalize = normalize
 
+    def setup(self, num_teachers: int, num_classes: int,
+              feature_channels: Sequence[int] = ()) -> None:
+        if num_classes < 2 and num_teachers > 1:
+            raise ValueError(
+                'EntropyWeighting (EBKD) weighs teachers by the entropy of their softmax '
+                f'over the classes, but the per-sample logits have {num_classes} class (e.g. '
+                "a two-stage detector's RPN objectness): every teacher's entropy is 0 and "
+                'EBKD would weigh them all alike. Use ConfidenceWeighting (per-sample '
+                'teacher losses) or UniformWeighting.')
+
     def forward(self, batch: KDBatch) -> TeacherWeights:
         k = batch.num_teachers
         if k == 1:

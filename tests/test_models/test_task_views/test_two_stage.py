@@ -33,7 +33,7 @@ def _distiller(name, folder, **kwargs):
 
 WEIGHTINGS = (
     dict(type='UniformWeighting'), dict(type='FixedWeighting', weights=[0.7, 0.3]),
-    dict(type='EntropyWeighting'), dict(type='ConfidenceWeighting'),
+    dict(type='ConfidenceWeighting'),
     dict(type='RLAgentWeighting', warmup_epochs=0), dict(type='MetaWeightNet', batch_size=2))
 #: (detector, weighting) of the default run; the others run under ``slow``.
 FAST = {('Faster R-CNN', 'ConfidenceWeighting'), ('Faster R-CNN', 'MetaWeightNet'),
@@ -62,8 +62,15 @@ def test_two_stage_detectors_take_every_weighting(name, weighting, two_stage_tea
     assert {'student.loss_rpn_cls', 'student.loss_cls', 'loss_kd', 'loss_feat'} <= {
         k.replace('student.s0.', 'student.') for k in losses}  # Cascade: per stage
     assert torch.isfinite(step.weights.logit).all() and torch.isfinite(losses['loss_kd'])
-    if weighting['type'] != 'EntropyWeighting':  # EBKD's weights are not normalised
-        assert torch.allclose(step.weights.logit.sum(1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(step.weights.logit.sum(1), torch.ones(2), atol=1e-5)
+
+
+def test_ebkd_is_refused_on_the_one_objectness_class(two_stage_teacher_dir):
+    """EBKD weighs by the entropy of a softmax over the classes: over the RPN's one
+    class it is 0 for every teacher, so the distiller refuses it at build."""
+    with pytest.raises(ValueError, match='ConfidenceWeighting'):
+        _distiller('Faster R-CNN', two_stage_teacher_dir,
+                   weighting=dict(type='EntropyWeighting'))
 
 
 @pytest.mark.slow  # the family matrix trains Faster R-CNN with MMKD in the default run
