@@ -37,8 +37,10 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch.autograd.function import once_differentiable
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.overrides import TorchFunctionMode
 from torch.nn.modules.utils import _pair
+from torch.overrides import TorchFunctionMode
+
+from mmkd_ext.models.losses.focal import sigmoid_focal_loss
 
 __all__ = [
     'SUBSTITUTES', 'Substitute', 'NotSubstituted', 'twice_differentiable_ops',
@@ -77,10 +79,7 @@ def sigmoid_focal_loss_pytorch(input: torch.Tensor, target: torch.Tensor, gamma:
     """
     num_classes = input.size(1)
     one_hot = F.one_hot(target, num_classes + 1)[:, :num_classes].type_as(input)
-    prob = input.sigmoid()
-    pt = (1 - prob) * one_hot + prob * (1 - one_hot)  # 1 - p_t, as in mmdet
-    focal_weight = (alpha * one_hot + (1 - alpha) * (1 - one_hot)) * pt.pow(gamma)
-    loss = F.binary_cross_entropy_with_logits(input, one_hot, reduction='none') * focal_weight
+    loss = sigmoid_focal_loss(input, one_hot, alpha, gamma)
     if weight is not None:
         loss = loss * weight.index_select(0, target)[:, None]
     if reduction == 'mean':

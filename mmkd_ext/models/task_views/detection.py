@@ -3,8 +3,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from mmkd_ext.models.losses.focal import sigmoid_focal_loss
 from mmkd_ext.registry import TASK_VIEWS
 from .base import BaseTaskView
 
@@ -12,17 +12,6 @@ from .base import BaseTaskView
 def _gt_boxes(sample) -> torch.Tensor:
     boxes = sample.gt_instances.bboxes
     return boxes.tensor if hasattr(boxes, 'tensor') else boxes
-
-
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float,
-                       gamma: float) -> torch.Tensor:
-    """Elementwise sigmoid focal loss (``reduction='none'``) of logits against 0/1
-    targets of the same shape, in plain PyTorch (twice differentiable)."""
-    p = logits.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
-    p_t = p * targets + (1 - p) * (1 - targets)
-    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-    return alpha_t * (1 - p_t)**gamma * ce
 
 
 def missed_class_images(logits: torch.Tensor, labels: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -5,9 +5,10 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
+from mmkd_ext.models.losses.focal import sigmoid_focal_loss
 from mmkd_ext.registry import TASK_VIEWS
 from .base import BaseTaskView
-from .detection import missed_class_images, sigmoid_focal_loss
+from .detection import missed_class_images
 
 #: DETR-family detectors whose queries this view cannot read, with the reason.
 UNSUPPORTED_DETRS = {
