@@ -313,18 +313,9 @@ def test_workers_blocked_on_a_full_queue_exit_with_the_main_process(kind):
         time.sleep(1)  # the workers fill the queue
         os.kill(run.pid, signal.SIGKILL)
         run.wait(timeout=60)
-        deadline = time.time() + 3
-        while any(map(alive, workers)) and time.time() < deadline:
-            time.sleep(0.1)
-        assert not [pid for pid in workers if alive(pid)]
+        assert not still_alive_after(workers, seconds=3)
     finally:
-        for pid in workers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if run.poll() is None:
-            run.kill()
+        kill_all(run, workers)
 
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc')
@@ -350,6 +341,25 @@ def test_a_worker_whose_parent_is_not_the_main_process_exits_with_the_main_proce
         for process in (main, worker):
             if process.poll() is None:
                 process.kill()
+
+
+def still_alive_after(pids, seconds):
+    """The processes of ``pids`` still running ``seconds`` from now (polled)."""
+    deadline = time.time() + seconds
+    while any(map(alive, pids)) and time.time() < deadline:
+        time.sleep(0.1)
+    return [pid for pid in pids if alive(pid)]
+
+
+def kill_all(run, pids):
+    """Clean up after a test: SIGKILL ``pids`` and the process ``run``."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if run.poll() is None:
+        run.kill()
 
 
 def alive(pid):
@@ -404,19 +414,10 @@ def test_sigkill_of_a_run_leaves_no_data_loader_worker(loop, shapes_root, teache
         workers = children(run.pid)
         os.kill(run.pid, signal.SIGKILL)
         run.communicate(timeout=60)
-        deadline = time.time() + 3
-        while any(map(alive, workers)) and time.time() < deadline:
-            time.sleep(0.1)
-        left = [pid for pid in workers if alive(pid)]
+        left = still_alive_after(workers, seconds=3)
         assert not left, f'workers {left} of the killed run still run'
     finally:
-        for pid in children(run.pid) + workers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if run.poll() is None:
-            run.kill()
+        kill_all(run, children(run.pid) + workers)
 
 
 def poisoned_runner(shapes_root, teacher_dir, work_dir, *hooks, poison=None, **options):
