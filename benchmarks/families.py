@@ -401,13 +401,16 @@ def run_matrix(tasks: dict, work_root: str, families: Optional[Sequence[str]] = 
 
     from mmengine.logging import print_log
     from mmengine.runner import Runner
+    from mmengine.utils import mkdir_or_exist
     chosen = [FAMILIES[name] for name in families] if families else list(FAMILIES.values())
     rows = []
     for family in chosen:
         task = tasks[family.task]
         data_root = osp.join(work_root, 'data', osp.basename(task.data_root))
         task.generate(data_root)
-        checkpoints = save_family_teachers(family, _makedirs(work_root, 'teachers'))
+        teacher_dir = osp.join(work_root, 'teachers')
+        mkdir_or_exist(teacher_dir)
+        checkpoints = save_family_teachers(family, teacher_dir)
         for method in methods:
             work_dir = osp.join(work_root, 'runs', f'{family.name}_{method}'.replace(' ', '_'))
             cfg = family_kd_config(family, method, task.kd_config, task.data_options(data_root),
@@ -426,10 +429,3 @@ def run_matrix(tasks: dict, work_root: str, families: Optional[Sequence[str]] = 
             print_log(f'{family.name} x {method}: {outcome} ({rows[-1]["seconds"]} s) {detail}',
                       logger='current')
     return rows
-
-
-def _makedirs(*parts: str) -> str:
-    import os
-    path = osp.join(*parts)
-    os.makedirs(path, exist_ok=True)
-    return path
