@@ -1,0 +1,92 @@
+"""Evaluate a model whose BatchNorm layers normalise with each batch's own statistics.
+
+Why: in eval mode a BatchNorm layer normalises with its running statistics, the
+exponential average of the batch statistics seen in training. When the weights
+move faster than that average follows, or when training fed the layer batches
+unlike those of plain inference, the running statistics stop fitting the weights.
+Comparing the usual score with the score under batch statistics measures that:
+a student whose batch-statistics score is much higher than its running-statistics
+score ends training with running statistics that do not fit its weights (the
+weights themselves are good; their normalisation is not).
+
+The batch-statistics score depends on the test batch size and on the batch
+composition (the test dataloader usually does not shuffle), so compare the two
+scores of one run rather than batch-statistics scores across settings.
+"""
+from contextlib import contextmanager
+from typing import Iterator, List
+
+import torch.nn as nn
+from mmengine.model import is_model_wrapper
+from torch.nn.modules.batchnorm import _BatchNorm
+
+#: The prefix of the batch-statistics metrics beside the usual ones.
+BATCH_STATS_PREFIX = 'bn_batch_stats/'
+
+
+def evaluated_model(model: nn.Module) -> nn.Module:
+    """The network that a runner's model evaluates: the student of a distiller
+    (which runs no teacher at test time), else the (unwrapped) model itself."""
+    if is_model_wrapper(model):
+        model = model.module
+    return getattr(model, 'student', model)
+
+
+def batch_norm_layers(model: nn.Module) -> List[_BatchNorm]:
+    """Every BatchNorm layer of ``model`` (any ``_BatchNorm``, SyncBN included)."""
+    return [m for m in model.modules() if isinstance(m, _BatchNorm)]
+
+
+def _pinned_train(module: nn.Module):
+    """A ``train`` for one BN layer that keeps it in training mode: so that the
+    ``model.eval()`` of a test loop run inside :func:`batch_statistics` leaves it
+    normalising with batch statistics."""
+    def train(mode: bool = True) -> nn.Module:
+        module.training = True
+        return module
+    return train
+
+
+@contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[List[_BatchNorm]]:
+    """Within the block every BatchNorm layer of ``model`` normalises with the
+    statistics of the batch it receives; the rest of the model keeps its mode.
+
+    The layers are put in training mode with momentum 0 (their running statistics
+    do not move; ``num_batches_tracked`` counts on until the exit) and stay there through ``model.eval()`` / ``model.train()`` calls
+    made within the block; on exit their mode, momentum, ``train`` method and
+    buffers (``running_mean``, ``running_var``, ``num_batches_tracked``) are
+    restored exactly. Yields the layers (an empty list for a model without BN).
+    """
+    layers = batch_norm_layers(model)
+    saved = [(m.training, m.momentum, {name: buf.clone() for name, buf in m.named_buffers(
+        recurse=False) if buf is not None}) for m in layers]
+    try:
+        for m in layers:
+            m.momentum = 0.0
+            m.training = True
+            m.train = _pinned_train(m)  # an instance attribute shadows Module.train
+        yield layers
+    finally:
+        for m, (training, momentum, buffers) in zip(layers, saved):
+            del m.train
+            m.training = training
+            m.momentum = momentum
+            for name, value in buffers.items():
+                getattr(m, name).copy_(value)
+
+
+def prefixed(metrics: dict, prefix: str = BATCH_STATS_PREFIX) -> dict:
+    """``metrics`` with every key prefixed."""
+    return {prefix + k: v for k, v in metrics.items()}
+
+
+def format_comparison(running: dict, batch: dict) -> str:
+    """One line: each metric under running statistics, under batch statistics, and
+    the difference (batch minus running)."""
+    parts = []
+    for key, value in running.items():
+        if key in batch:
+            parts.append(f'{key} {value:.2f} -> {batch[key]:.2f} '
+                         f'({batch[key] - value:+.2f})')
+    return 'BN running -> batch statistics: ' + ('; '.join(parts) or 'no common metric')
