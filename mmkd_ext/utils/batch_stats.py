@@ -53,10 +53,10 @@ def batch_statistics(model: nn.Module) -> Iterator[List[_BatchNorm]]:
     statistics of the batch it receives; the rest of the model keeps its mode.
 
     The layers are put in training mode with momentum 0 (their running statistics
-    do not move; ``num_batches_tracked`` counts on until the exit) and stay there through ``model.eval()`` / ``model.train()`` calls
-    made within the block; on exit their mode, momentum, ``train`` method and
-    buffers (``running_mean``, ``running_var``, ``num_batches_tracked``) are
-    restored exactly. Yields the layers (an empty list for a model without BN).
+    do not move; ``num_batches_tracked`` counts on until the exit) and stay there
+    through ``model.eval()`` / ``model.train()`` calls made within the block; on exit
+    their mode, momentum, ``train`` method and buffers (``running_mean``,
+    ``running_var``, ``num_batches_tracked``) are restored exactly. Yields the layers (an empty list for a model without BN).
     """
     layers = batch_norm_layers(model)
     saved = [(m.training, m.momentum, {name: buf.clone() for name, buf in m.named_buffers(
