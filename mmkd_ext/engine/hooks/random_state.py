@@ -57,6 +57,15 @@ def restore_random_state(state: dict) -> None:
                   level=logging.WARNING)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed this process's Python, NumPy (legacy global) and torch generators (the
+    CPU one and every CUDA device's) from ``seed``, as MMEngine's ``set_random_seed``
+    does when the runner is built."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 class _RestoreAfterSkipping:
     """Stands in for an iteration-based loop's data iterator on a resume: passes the
     ``skip`` batches MMEngine fetches to skip the iterations already trained, then
@@ -115,7 +124,16 @@ class RandomStateHook(Hook):
     - makes every data-loader worker (training, validation, test) exit when the
       main process dies, also from SIGKILL;
     - gives every data loader a private ``generator``, so starting an iterator (which
-      draws the workers' base seed) does not draw from the global torch generator.
+      draws the workers' base seed) does not draw from the global torch generator;
+    - seeds the main process's generators again from the run's seed right before
+      MMEngine initialises the model's weights (``before_run``), so that whatever a
+      config built before (teachers, adapters, weight networks, the distiller's
+      build-time probe) drew from them, one seed gives one student initialisation:
+      the student alone and the student of every distillation config start from the
+      same weights, as the distiller initialises its student first. With the sampler
+      seeded from the run's seed and the workers' per-epoch seeding, runs of one seed
+      also share their data order and augmentation (augmentation drawn in the main
+      process, ``num_workers=0``, is shared only as long as the configs draw alike).
 
     The shared runtime (``configs/_base_/default_runtime.py``) adds it to
     ``default_hooks`` as ``random_state``.
@@ -163,6 +181,9 @@ class RandomStateHook(Hook):
             self._configure_loader(runner, getattr(loop, 'dataloader', None), train=False)
 
     # -- training -------------------------------------------------------------------------
+
+    def before_run(self, runner) -> None:
+        seed_everything(runner.seed)
 
     def before_train(self, runner) -> None:
         loop = runner.train_loop
