@@ -17,6 +17,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from mmkd_ext.utils.atomic_io import atomic_write
+from mmkd_ext.utils.batch_stats import BATCH_STATS_PREFIX
 
 #: MMEngine's progress lines in a training log.
 PROGRESS_MARKERS = ('Epoch(', 'Iter(')
@@ -102,6 +103,15 @@ def training_log_figures(work_dir: str) -> dict:
                 gpu_peak_mib=max(memory) if memory else None)
 
 
+def correct_per_image(predictions_path: str) -> List[int]:
+    """0/1 per image of a classifier's ``tools/test.py --out`` predictions: whether
+    its top-1 label is the ground truth, in the test set's order."""
+    import pickle
+    with open(predictions_path, 'rb') as f:
+        samples = pickle.load(f)
+    return [int(int(s['pred_label'][0]) == int(s['gt_label'][0])) for s in samples]
+
+
 def slug(name: str) -> str:
     """A run's name as a directory name: ``'KD: AVER'`` -> ``'kd_aver'``."""
     return re.sub(r'[^a-z0-9]+', '_', name.lower()).strip('_')
@@ -138,7 +148,7 @@ def train_and_test(config: str, work_dir: str, metric_key: str, metric_scale: fl
                    root: str, options: List[str] = (), export_to: Optional[str] = None,
                    validate: bool = True, result_name: str = 'result.json', force: bool = False,
                    echo: Optional[Callable[[str], None]] = None,
-                   env: Optional[Dict[str, str]] = None) -> dict:
+                   env: Optional[Dict[str, str]] = None, per_image: bool = False) -> dict:
     """Train ``config`` in ``work_dir``, export it to ``export_to`` if given (teachers),
     and evaluate its last checkpoint; cached in ``work_dir/result_name``. The run's
     settings (config, options, validation) are recorded beside it: a work directory of
@@ -151,10 +161,16 @@ def train_and_test(config: str, work_dir: str, metric_key: str, metric_scale: fl
         root: the project root (the tools' working directory).
         validate: validate during training as the config says (``False``:
             ``tools/train.py --no-validate``; the score is tools/test.py's either way).
+        per_image: also keep which test images the model classified correctly
+            (classification: from ``tools/test.py --out``).
 
     Returns:
-        ``dict(score, train_seconds, s_per_iter, peak_mib, cached)``; ``peak_mib`` is
-        the training process's peak RSS, or the GPU peak MMEngine logged on CUDA.
+        ``dict(score, score_batch_stats, train_seconds, s_per_iter, peak_mib, cached)``
+        and with ``per_image`` ``correct`` (0/1 per test image, in the test set's
+        order). ``score_batch_stats`` is the score with the model's BatchNorm layers
+        normalising by batch statistics instead of their running ones
+        (``tools/test.py --bn-batch-stats``; None without BN); ``peak_mib`` is the
+        training process's peak RSS, or the GPU peak MMEngine logged on CUDA.
 
     Raises:
         ExperimentFailed: a tool failed (nothing is cached), or ``work_dir`` holds a
@@ -181,8 +197,10 @@ def train_and_test(config: str, work_dir: str, metric_key: str, metric_scale: fl
         run_logged([py, 'tools/export_student.py', checkpoint, export_to],
                    osp.join(work_dir, 'export.out'), root, None, env)
     metrics_path = osp.join(work_dir, 'test_metrics.json')
+    predictions = osp.join(work_dir, 'test_predictions.pkl')
     run_logged([py, 'tools/test.py', config, checkpoint, '--work-dir', work_dir,
-                '--metrics-json', metrics_path, *cfg_options],
+                '--metrics-json', metrics_path, '--bn-batch-stats',
+                *(['--out', predictions] if per_image else []), *cfg_options],
                osp.join(work_dir, 'test.out'), root, None, env)
     with open(metrics_path) as f:
         metrics = json.load(f)
@@ -190,8 +208,12 @@ def train_and_test(config: str, work_dir: str, metric_key: str, metric_scale: fl
         raise ExperimentFailed(f'tools/test.py reported {sorted(metrics)}, not {metric_key!r}',
                                osp.join(work_dir, 'test.out'))
     figures = training_log_figures(work_dir)
-    result = dict(score=metrics[metric_key] * metric_scale, train_seconds=train_seconds,
-                  s_per_iter=figures['s_per_iter'],
+    batch_stats = metrics.get(f'{BATCH_STATS_PREFIX}{metric_key}')
+    result = dict(score=metrics[metric_key] * metric_scale,
+                  score_batch_stats=None if batch_stats is None else batch_stats * metric_scale,
+                  train_seconds=train_seconds, s_per_iter=figures['s_per_iter'],
                   peak_mib=figures['gpu_peak_mib'] or rss_mib)
+    if per_image:
+        result['correct'] = correct_per_image(predictions)
     atomic_write(json.dumps(result, indent=2).encode(), result_path)
     return dict(result, cached=False)

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
-from benchmarks import experiments
+from benchmarks import experiments, paired
 from benchmarks.experiments import slug
 from benchmarks.tasks import Task
 
@@ -30,15 +30,23 @@ class Preset(NamedTuple):
     seeds: int
     quick: bool     # the tasks' quick schedules instead of their configs' own
     validate: bool  # validate during training (the table's metric is tools/test.py's)
+    cpu_jobs: int = 1  # runs at a time without a GPU (each on an equal share of the cores)
 
 
 PRESETS = {
-    # About 20 minutes on 2 CPU cores: the classification slice, 2 seeds, short
-    # schedules, evaluated once by tools/test.py.
-    'quick': Preset(('classification', ), 2, True, False),
+    # About 25 minutes on 2 CPU cores: the classification slice, 3 seeds, short
+    # schedules, two runs at a time on one core each, evaluated once by tools/test.py.
+    'quick': Preset(('classification', ), 3, True, False, cpu_jobs=2),
     # The configs' own schedules and validation on every task, 3 seeds: a GPU's work.
     'full': Preset(('classification', 'detection', 'segmentation'), 3, False, True),
 }
+
+
+def default_jobs(preset: Preset) -> int:
+    """Runs at a time when ``--jobs`` is not given: one on CUDA (``--jobs J`` spreads
+    runs over J GPUs), the preset's ``cpu_jobs`` without a GPU."""
+    import torch
+    return 1 if torch.cuda.is_available() else preset.cpu_jobs
 
 
 class Experiment(NamedTuple):
@@ -150,6 +158,35 @@ def plan_students(name: str, task: Task, settings: Settings, seeds: Sequence[int
     return planned
 
 
+def teacher_diagnostics(name: str, task: Task, settings: Settings, root: str,
+                        force: bool = False) -> Optional[str]:
+    """Run ``tools/analysis/teacher_diagnostics.py`` on the task's trained teachers
+    (its AVER config with their exported checkpoints, on the task's data) into
+    ``<task>/teacher_diagnostics``; returns its markdown, or None when it failed
+    (the error is printed). A finished report is reused unless ``force``."""
+    task_root = osp.join(settings.work_root, name)
+    out_dir = osp.join(task_root, 'teacher_diagnostics')
+    report = osp.join(out_dir, 'teacher_diagnostics.md')
+    if force or not osp.isfile(report):
+        os.makedirs(out_dir, exist_ok=True)
+        options = {**task.data_options(settings.data_root),
+                   **task.checkpoint_options(task.teacher_files(osp.join(task_root, 'teachers'))),
+                   **settings.extra_options}
+        print(f'[benchmark] {name}: teacher diagnostics ({out_dir})', flush=True)
+        import sys
+        try:
+            experiments.run_logged(
+                [sys.executable, 'tools/analysis/teacher_diagnostics.py',
+                 osp.abspath(task.distill_config('aver')), '--out-dir', osp.abspath(out_dir),
+                 '--cfg-options', *option_strings(options)],
+                osp.join(out_dir, 'diagnostics.out'), root)
+        except experiments.ExperimentFailed as error:
+            print(f'[benchmark] {name}: teacher diagnostics FAILED: {error}', flush=True)
+            return None
+    with open(report) as f:
+        return f.read()
+
+
 class Progress:
     """Prints each finished run with the count and an ETA from this session's runs."""
 
@@ -226,7 +263,7 @@ def run_experiments(planned: Sequence[Experiment], tasks: Dict[str, Task], root:
                 option_strings(exp.options), export_to=exp.export_to,
                 validate=exp.validate, force=force,
                 echo=experiments.progress_echo(f'    [{label}] ') if verbose else None,
-                env=env)
+                env=env, per_image=task.per_image and exp.role != 'teacher')
             outcome = Outcome(exp, result)
         except experiments.ExperimentFailed as error:
             outcome = Outcome(exp, None, str(error))
@@ -250,31 +287,65 @@ def best_teacher_index(outcomes: Sequence[Outcome]) -> Optional[int]:
     return scores.index(max(scores))
 
 
+#: A run is flagged when its score with BatchNorm on batch statistics beats its
+#: score with the running statistics by more than this (points of the metric).
+BN_GAP_POINTS = 5.0
+#: The reference rows of the paired comparisons.
+AVER = 'KD: AVER'
+
+
 def summarise(outcomes: Sequence[Outcome], tasks: Dict[str, Task]) -> List[dict]:
-    """One row per task and table row: the metric's mean and sample std over seeds, the
-    gain over the student alone's mean, median s/iter and peak memory."""
+    """One row per task and table row: the metric's mean, sample std and 95%
+    t-interval over seeds; for the distilled and single-teacher rows the paired
+    difference (same seeds) to the student alone and to AVER, each with its
+    t-interval over seeds (``vs_alone``, ``vs_aver``: :class:`~benchmarks.paired.Interval`)
+    and, where runs kept per-image correctness, a paired bootstrap over the
+    validation images (``vs_aver_bootstrap``); the largest gap between the scores
+    with batch and with running BN statistics (``bn_gap``) and the runs over
+    :data:`BN_GAP_POINTS` (``bn_flags``); median s/iter and peak memory."""
     grouped: Dict[tuple, List[Outcome]] = {}
     for outcome in outcomes:
         grouped.setdefault((outcome.experiment.task, outcome.experiment.row), []).append(outcome)
     rows = []
     for (task, row), group in grouped.items():
-        finished = [o.result for o in group if o.result is not None]
-        scores = [r['score'] for r in finished]
+        finished = [dict(o.result, seed=o.experiment.seed) for o in group
+                    if o.result is not None]
+        scores = paired.seed_scores(finished)
+        interval = paired.t_interval(list(scores.values())) if scores else None
+        gaps = {r['seed']: r['score_batch_stats'] - r['score'] for r in finished
+                if r.get('score_batch_stats') is not None}
         rows.append(dict(
             task=task, row=row, role=group[0].experiment.role, metric=tasks[task].metric_name,
-            mean=statistics.fmean(scores) if scores else None,
-            std=statistics.stdev(scores) if len(scores) > 1 else None,
+            mean=interval.mean if interval else None,
+            std=statistics.stdev(scores.values()) if len(scores) > 1 else None,
+            interval=interval, scores=scores, correct=paired.seed_correct(finished),
+            bn_gap=max(gaps.values()) if gaps else None,
+            bn_flags=[(seed, gap) for seed, gap in sorted(gaps.items()) if gap > BN_GAP_POINTS],
             runs=len(finished), failed=len(group) - len(finished),
             s_per_iter=_mean_of(r.get('s_per_iter') for r in finished),
             peak_mib=_mean_of(r.get('peak_mib') for r in finished),
             errors=[o.error for o in group if o.error]))
     for row in rows:
-        alone = next((r for r in rows if r['task'] == row['task'] and r['role'] == 'student'),
-                     None)
-        row['gain'] = (row['mean'] - alone['mean'] if row['role'] in ('single', 'distilled')
-                       and alone and alone['mean'] is not None and row['mean'] is not None
-                       else None)
+        alone = _find(rows, row['task'], role='student')
+        aver = _find(rows, row['task'], row=AVER)
+        compared = row['role'] in ('single', 'distilled')
+        row['vs_alone'] = (paired.paired_difference(row['scores'], alone['scores'])
+                           if compared and alone else None)
+        row['vs_aver'] = (paired.paired_difference(row['scores'], aver['scores'])
+                          if compared and aver and aver is not row else None)
+        row['vs_aver_bootstrap'] = (
+            paired.bootstrap_difference(row['correct'], aver['correct'])
+            if row['vs_aver'] is not None and row['correct'] and aver['correct'] else None)
+        row['gain'] = row['vs_alone'].mean if row['vs_alone'] else None
     return rows
+
+
+def _find(rows: Sequence[dict], task: str, role: Optional[str] = None,
+          row: Optional[str] = None) -> Optional[dict]:
+    """The task's row of that role or name (with scores), or None."""
+    return next((r for r in rows if r['task'] == task and r['scores']
+                 and (role is None or r['role'] == role) and (row is None or r['row'] == row)),
+                None)
 
 
 def _mean_of(values) -> Optional[float]:
@@ -288,46 +359,115 @@ def _fmt(value: Optional[float], spec: str, sign: bool = False) -> str:
     return format(value, ('+' if sign else '') + spec)
 
 
-def format_markdown(rows: Sequence[dict]) -> str:
-    """A markdown table per task; failed runs are listed under their table."""
+def _fmt_interval(interval: Optional['paired.Interval'], spec: str = '+.2f') -> str:
+    return '' if interval is None else interval.format(spec)
+
+
+def verdicts(rows: Sequence[dict], key: str = 'vs_aver') -> Dict[str, List[str]]:
+    """The rows whose paired difference ``key`` is ``'better'``, ``'worse'`` or
+    ``'no difference'`` (interval holds 0, or a single seed)."""
+    found = {'better': [], 'worse': [], 'no difference': []}
+    for r in rows:
+        if r.get(key) is not None:
+            found[r[key].verdict].append(r['row'])
+    return found
+
+
+def format_markdown(rows: Sequence[dict],
+                    diagnostics: Optional[Dict[str, Optional[str]]] = None) -> str:
+    """A markdown table per task with its paired comparisons, what beats AVER and
+    the runs flagged for a BN train/eval gap; failed runs are listed under it, and
+    the task's teacher diagnostics (markdown, ``{task: text}``) follow it."""
     parts = []
+    diagnostics = diagnostics or {}
     for task in dict.fromkeys(r['task'] for r in rows):
         task_rows = [r for r in rows if r['task'] == task]
         metric = task_rows[0]['metric']
+        bootstrap = any(r['vs_aver_bootstrap'] for r in task_rows)
+        seeds = max((r['runs'] for r in task_rows), default=0)
         lines = [f'### {task}', '',
-                 f'| model | {metric} mean | std | gain vs student alone | s/iter | '
-                 'peak memory (MiB) | runs |', '|---|---|---|---|---|---|---|']
+                 f'| model | {metric} mean | std | 95% CI | seeds | vs student alone, '
+                 'paired (95% CI) | vs AVER, paired (95% CI) |'
+                 + (' vs AVER, bootstrap over images |' if bootstrap else '')
+                 + ' BN gap | s/iter | peak memory (MiB) |',
+                 '|---|---|---|---|---|---|---|' + ('---|' if bootstrap else '') + '---|---|---|']
         notes = []
         for r in task_rows:
             mean = _fmt(r['mean'], '.2f') if r['mean'] is not None else 'failed'
+            ci = ('' if r['interval'] is None or r['interval'].low is None else
+                  f'[{r["interval"].low:.2f}, {r["interval"].high:.2f}]')
             runs = f'{r["runs"]}' + (f' ({r["failed"]} failed)' if r['failed'] else '')
-            lines.append(f'| {r["row"]} | {mean} | {_fmt(r["std"], ".2f")} | '
-                         f'{_fmt(r["gain"], ".2f", sign=True)} | {_fmt(r["s_per_iter"], ".3f")} '
-                         f'| {_fmt(r["peak_mib"], ".0f")} | {runs} |')
+            lines.append(
+                f'| {r["row"]} | {mean} | {_fmt(r["std"], ".2f")} | {ci} | {runs} | '
+                f'{_fmt_interval(r["vs_alone"])} | {_fmt_interval(r["vs_aver"])} |'
+                + (f' {_fmt_interval(r["vs_aver_bootstrap"])} |' if bootstrap else '')
+                + f' {_fmt(r["bn_gap"], ".1f", sign=True)} | {_fmt(r["s_per_iter"], ".3f")} '
+                f'| {_fmt(r["peak_mib"], ".0f")} |')
             notes += [f'- {r["row"]}: {error}' for error in r['errors']]
+        found = verdicts(task_rows)
+        lines += ['', f'Paired over {seeds} seeds (same initialisation, data order and '
+                  'augmentation per seed); `*`: the 95% interval excludes 0.',
+                  f'Better than AVER: {", ".join(found["better"]) or "none"}. '
+                  f'Worse than AVER: {", ".join(found["worse"]) or "none"}. '
+                  f'No difference from AVER: {", ".join(found["no difference"]) or "none"}.']
+        flagged = [f'{r["row"]} seed {seed} ({gap:+.1f})' for r in task_rows
+                   for seed, gap in r['bn_flags']]
+        lines.append(f'BN gap (batch minus running statistics) over {BN_GAP_POINTS:.0f} '
+                     f'points: {", ".join(flagged) if flagged else "no run"}.')
         if notes:
             lines += ['', 'Failed runs:', *notes]
+        if diagnostics.get(task):
+            lines += ['', diagnostics[task].strip()]
         parts.append('\n'.join(lines))
     return '\n\n'.join(parts) + '\n'
 
 
-CSV_FIELDS = ('task', 'row', 'role', 'metric', 'mean', 'std', 'gain', 'runs', 'failed',
-              's_per_iter', 'peak_mib')
+CSV_FIELDS = ('task', 'row', 'role', 'metric', 'mean', 'std', 'ci_low', 'ci_high', 'runs',
+              'failed', 'gain', 'vs_alone_low', 'vs_alone_high', 'vs_aver', 'vs_aver_low',
+              'vs_aver_high', 'vs_aver_bootstrap_low', 'vs_aver_bootstrap_high', 'bn_gap',
+              's_per_iter', 'peak_mib', 'scores')
+
+
+def csv_record(row: dict) -> dict:
+    """``row`` of :func:`summarise` flattened for :data:`CSV_FIELDS`."""
+    record = dict(row, scores=' '.join(f'{seed}:{score:.2f}'
+                                       for seed, score in sorted(row['scores'].items())))
+    for key, interval in (('ci', row['interval']), ('vs_alone', row['vs_alone']),
+                          ('vs_aver', row['vs_aver']),
+                          ('vs_aver_bootstrap', row['vs_aver_bootstrap'])):
+        if key != 'ci':
+            record[key] = None if interval is None else interval.mean
+        record[f'{key}_low'] = None if interval is None else interval.low
+        record[f'{key}_high'] = None if interval is None else interval.high
+    record['gain'] = row['gain']
+    return record
 
 
 def write_csv(rows: Sequence[dict], path: str) -> None:
     with open(path, 'w', newline='') as f:
         writer = csv.DictWriter(f, CSV_FIELDS, extrasaction='ignore')
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(csv_record(row) for row in rows)
 
 
 def plot_task_bars(rows: Sequence[dict], task: Task, path: str) -> str:
-    """Bar chart of one task's rows: mean with a std error bar, coloured by role."""
+    """Bar chart of one task's rows: the mean over seeds with its 95% t-interval as
+    the error bar, coloured by role."""
     from benchmarks.plotting import plot_score_bars
     shown = [r for r in rows if r['mean'] is not None]
     return plot_score_bars([r['row'] for r in shown], [r['mean'] for r in shown],
                            [r['role'] for r in shown], path,
                            f'{task.metric_name}, mean over seeds',
-                           f'{task.title} (error bars: std over seeds)',
-                           spreads=[r['std'] for r in shown])
+                           f'{task.title} (error bars: 95% t-interval over seeds)',
+                           spreads=[r['interval'].half_width for r in shown])
+
+
+def plot_task_differences(rows: Sequence[dict], task: Task, path: str) -> str:
+    """The paired differences of one task's rows to the student alone and to AVER,
+    with their 95% intervals (:func:`benchmarks.plotting.plot_paired_differences`)."""
+    from benchmarks.plotting import plot_paired_differences
+    panels = {f'vs {name}': {r['row']: r[key] for r in rows if r.get(key) is not None}
+              for name, key in (('student alone', 'vs_alone'), ('AVER', 'vs_aver'))}
+    return plot_paired_differences(panels, path, f'{task.metric_name} difference, paired '
+                                   'over seeds', f'{task.title}: paired differences '
+                                   '(95% t-interval over seeds)')

@@ -3,7 +3,10 @@ import glob
 import json
 import os.path as osp
 from collections import defaultdict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from benchmarks.paired import Interval
 
 #: Bar colours of the result charts, by the role of a row.
 ROLE_COLOURS = dict(teacher='#8c8c8c', student='#d62728', single='#ff7f0e',
@@ -114,6 +117,40 @@ def plot_score_bars(labels: Sequence[str], scores: Sequence[float], roles: Seque
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     plt.setp(ax.get_xticklabels(), rotation=25, ha='right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_paired_differences(panels: Dict[str, Dict[str, 'Interval']], path: str,
+                            xlabel: str, title: str) -> str:
+    """One panel per reference (``{panel title: {row: Interval}}``): each row's mean
+    difference as a dot with its interval as a horizontal bar, 0 marked; rows whose
+    interval excludes 0 are drawn solid, the others hollow. Returns ``path``."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    panels = {name: rows for name, rows in panels.items() if rows}
+    if not panels:
+        raise ValueError('No paired differences to plot (one seed, or no reference row).')
+    height = max(len(rows) for rows in panels.values())
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.45 * height + 1.6),
+                             squeeze=False)
+    for ax, (name, rows) in zip(axes.flat, panels.items()):
+        for y, (row, interval) in enumerate(reversed(list(rows.items()))):
+            low = interval.mean if interval.low is None else interval.low
+            high = interval.mean if interval.high is None else interval.high
+            ax.plot([low, high], [y, y], color='#1f77b4', lw=2)
+            ax.plot(interval.mean, y, 'o', color='#1f77b4',
+                    mfc='#1f77b4' if interval.excludes_zero else 'white')
+        ax.axvline(0, color='#d62728', lw=1, ls='--')
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(list(reversed(list(rows))), fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(alpha=0.3, axis='x')
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

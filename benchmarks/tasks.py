@@ -32,6 +32,12 @@ class Task(NamedTuple):
     real_data_config: Optional[str] = None
 
     @property
+    def per_image(self) -> bool:
+        """Whether the metric is a mean over images of a per-image outcome (top-1):
+        then runs keep which images they got right, for a bootstrap over them."""
+        return self.metric_key.startswith('accuracy/')
+
+    @property
     def teachers(self) -> List[Run]:
         return [r for r in self.runs if r.role == 'teacher']
 
@@ -127,8 +133,8 @@ def make_tasks(root: str) -> Dict[str, Task]:
                 Run('student alone', 'student', f'{cls}/students/resnet18_w8_shapes10.py'),
             ] + distill_runs(cls_kd), 'accuracy/top1', 'top-1 (%)', 1.0,
             'Multi-teacher distillation of a ResNet-18 (8 channels) on Shapes-10',
-            _data_root_options, dict(teacher=_epoch_schedule(5, T_max=5),
-                                     student=_epoch_schedule(3, T_max=3)), cls_kd),
+            _data_root_options, dict(teacher=_epoch_schedule(8, T_max=8),
+                                     student=_epoch_schedule(5, T_max=5)), cls_kd),
         'detection': Task(
             'Shapes-COCO', 'data/coco_shapes', 'work_dirs/coco_shapes',
             _generator('generate_coco_shapes'), [

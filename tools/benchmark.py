@@ -6,7 +6,7 @@ method, over several seeds, each through tools/train.py and tools/test.py; write
 markdown and a CSV table (mean +- std over seeds, gain over the student alone,
 s/iter, peak memory), a bar chart per task and the teacher-weight curves.
 
-    python tools/benchmark.py --quick       # ~20 min on 2 CPU cores: classification, 2 seeds
+    python tools/benchmark.py --quick       # ~25 min on 2 CPU cores: classification, 3 seeds
     python tools/benchmark.py               # every task, 3 seeds, full schedules (a GPU's work)
         [--tasks classification detection segmentation] [--seeds N] [--jobs J]
         [--methods aver mmkd ...] [--work-root DIR] [--force] [--verbose]
@@ -119,7 +119,7 @@ def method_matrix(args, tasks) -> int:
     preset = matrix.PRESETS[preset_name]
     names = args.tasks or list(preset.tasks)
     seeds = list(range(args.seeds or preset.seeds))  # --seeds is checked >= 1
-    jobs = args.jobs
+    jobs = args.jobs or matrix.default_jobs(preset)
     methods = args.methods or list(METHODS)
     work_root = args.work_root or osp.join('work_dirs', 'benchmark', preset_name)
     os.makedirs(work_root, exist_ok=True)
@@ -152,17 +152,27 @@ def method_matrix(args, tasks) -> int:
                   flush=True)
             continue
         planned += matrix.plan_students(name, tasks[name], settings[name], seeds, methods, best)
+    diagnostics = {}
+    for name in names:
+        if matrix.best_teacher_index([o for o in teachers if o.experiment.task == name]) \
+                is not None:
+            diagnostics[name] = matrix.teacher_diagnostics(name, tasks[name], settings[name],
+                                                           ROOT, args.force)
     outcomes = teachers + matrix.run_experiments(planned, label='runs', **run)
 
     rows = matrix.summarise(outcomes, tasks)
-    table = matrix.format_markdown(rows)
+    table = matrix.format_markdown(rows, diagnostics)
     with open(osp.join(work_root, 'benchmark.md'), 'w') as f:
         f.write(table)
     matrix.write_csv(rows, osp.join(work_root, 'benchmark.csv'))
     figures = []
     for name in names:
-        figures.append(matrix.plot_task_bars([r for r in rows if r['task'] == name],
-                                             tasks[name], osp.join(work_root, f'{name}.png')))
+        task_rows = [r for r in rows if r['task'] == name]
+        figures.append(matrix.plot_task_bars(task_rows, tasks[name],
+                                             osp.join(work_root, f'{name}.png')))
+        if any(r['vs_alone'] or r['vs_aver'] for r in task_rows):
+            figures.append(matrix.plot_task_differences(
+                task_rows, tasks[name], osp.join(work_root, f'{name}_paired.png')))
         distilled = {o.experiment.row: o.experiment.work_dir for o in outcomes
                      if o.experiment.task == name and o.experiment.role == 'distilled'
                      and o.experiment.seed == seeds[0] and o.result is not None}
@@ -212,7 +222,7 @@ def check_args(parser, args, methods) -> None:
     mode, others = ('--overhead', MATRIX_ONLY) if args.overhead else ('the matrix',
                                                                        OVERHEAD_ONLY)
     stray = [flag for dest, flag in others if getattr(args, dest) not in (None, False)]
-    if args.jobs != 1 and args.overhead:
+    if args.jobs is not None and args.overhead:
         stray.append('--jobs')
     if stray:
         parser.error(f'{", ".join(stray)} do(es) not apply to {mode}')
@@ -266,14 +276,15 @@ def main():
                         'mtkd_rl mtkd_rl_stochastic)')
     matrix_args = parser.add_argument_group('the method matrix')
     matrix_args.add_argument('--quick', action='store_true',
-                             help='the quick preset (classification, 2 seeds, short '
-                             'schedules; ~20 min on 2 CPU cores)')
+                             help='the quick preset (classification, 3 seeds, short '
+                             'schedules; ~25 min on 2 CPU cores)')
     matrix_args.add_argument('--tasks', nargs='+', choices=sorted(tasks),
                              help="default: the preset's")
     matrix_args.add_argument('--seeds', type=int, help="number of seeds (default: the preset's)")
-    matrix_args.add_argument('--jobs', type=int, default=1,
-                             help='runs at a time (default 1): each on its own GPU when '
-                             'there are enough, else an equal share of the CPU cores')
+    matrix_args.add_argument('--jobs', type=int,
+                             help="runs at a time (default: 1 with a GPU, else the preset's: "
+                             'quick 2): each on its own GPU when there are enough, else an '
+                             'equal share of the CPU cores')
     matrix_args.add_argument('--work-root', help='default: work_dirs/benchmark/<preset>')
     matrix_args.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE',
                              help='cfg-options given to every run, after the preset\'s')

@@ -39,14 +39,14 @@ def test_plans_cover_every_row_and_seed_with_the_quick_schedule(tmp_path):
     settings = matrix.Settings(str(tmp_path), 'data/x', True, {'train_dataloader.batch_size': 8},
                                validate=False)
     teachers = matrix.plan_teachers('classification', task, settings)
-    assert [t.options['train_cfg.max_epochs'] for t in teachers] == [5, 5, 5]
+    assert [t.options['train_cfg.max_epochs'] for t in teachers] == [8, 8, 8]
     students = matrix.plan_students('classification', task, settings, [0, 1],
                                     ['aver', 'mmkd'], best_teacher=0)
     assert [(e.row, e.seed) for e in students] == [
         (row, seed) for seed in (0, 1) for row in
         ('student alone', 'single teacher (ResNet18-w24)', 'KD: AVER', 'KD: MMKD (meta-learned)')]
     for e in students:
-        assert e.options['train_cfg.max_epochs'] == 3 and e.options['randomness.seed'] == e.seed
+        assert e.options['train_cfg.max_epochs'] == 5 and e.options['randomness.seed'] == e.seed
         assert e.options['train_dataloader.batch_size'] == 8  # the user's, applied last
         assert e.options['train_dataloader.dataset.data_root'] == 'data/x/'
     single = students[1]
@@ -73,27 +73,80 @@ def test_options_that_cannot_pass_a_command_line_are_refused():
         matrix.option_strings({'train_dataloader.dataset.data_root': '/my data/'})
 
 
-def test_summary_is_mean_and_std_over_seeds_with_the_gain_over_the_student_alone():
-    def outcome(row, role, seed, score):
+def test_summary_pairs_each_row_with_the_student_alone_and_aver_over_seeds():
+    """Means, stds and t-intervals over seeds; paired differences over the seeds both
+    rows have, with their t-intervals (hand-computed); verdicts; the BN-gap flag."""
+    def outcome(row, role, seed, score, batch_stats=None):
         exp = matrix.Experiment('classification', row, role, 'c.py', seed, f'w{row}{seed}', {})
-        result = None if score is None else dict(score=score, s_per_iter=0.5, peak_mib=100.0)
+        result = None if score is None else dict(score=score, s_per_iter=0.5, peak_mib=100.0,
+                                                 score_batch_stats=batch_stats)
         return matrix.Outcome(exp, result, None if score is not None else 'boom')
     rows = matrix.summarise([
         outcome('student alone', 'student', 0, 40.0), outcome('student alone', 'student', 1, 42.0),
+        outcome('student alone', 'student', 2, 41.0),
         outcome('KD: AVER', 'distilled', 0, 50.0), outcome('KD: AVER', 'distilled', 1, 54.0),
-        outcome('KD: MMKD', 'distilled', 0, 60.0), outcome('KD: MMKD', 'distilled', 1, None),
+        outcome('KD: AVER', 'distilled', 2, 52.0, batch_stats=53.0),
+        # +1, +1, +4 over AVER: mean 2, s = sqrt(3), t(2) = 4.303 -> half 4.303
+        outcome('KD: CA-MKD', 'distilled', 0, 51.0), outcome('KD: CA-MKD', 'distilled', 1, 55.0),
+        outcome('KD: CA-MKD', 'distilled', 2, 56.0, batch_stats=70.0),
+        # +10, +10.5, +9.5 over AVER: clear of 0
+        outcome('KD: MMKD', 'distilled', 0, 60.0), outcome('KD: MMKD', 'distilled', 1, 64.5),
+        outcome('KD: MMKD', 'distilled', 2, 61.5), outcome('KD: MMKD', 'distilled', 3, None),
     ], TASKS)
     by_row = {r['row']: r for r in rows}
-    assert by_row['KD: AVER']['mean'] == 52.0
-    assert by_row['KD: AVER']['std'] == pytest.approx(2 ** 1.5)  # sample std of 50, 54
-    assert by_row['KD: AVER']['gain'] == 11.0
-    assert by_row['student alone']['gain'] is None
-    assert (by_row['KD: MMKD']['runs'], by_row['KD: MMKD']['failed']) == (1, 1)
-    assert by_row['KD: MMKD']['std'] is None
+    aver, camkd, mmkd = by_row['KD: AVER'], by_row['KD: CA-MKD'], by_row['KD: MMKD']
+    assert aver['mean'] == 52.0 and aver['std'] == pytest.approx(2.0)
+    assert aver['interval'].high - 52.0 == pytest.approx(4.302653 * 2.0 / 3 ** 0.5, rel=1e-5)
+    assert aver['gain'] == pytest.approx(11.0) and aver['vs_aver'] is None
+    assert aver['vs_alone'].low == pytest.approx(11.0 - 4.302653 * 1.0 / 3 ** 0.5, rel=1e-5)
+    assert by_row['student alone']['vs_alone'] is None
+    assert camkd['vs_aver'].mean == pytest.approx(2.0)
+    assert camkd['vs_aver'].half_width == pytest.approx(4.302653, rel=1e-5)
+    assert camkd['vs_aver'].verdict == 'no difference'
+    assert mmkd['vs_aver'].verdict == 'better' and mmkd['vs_aver'].n == 3
+    assert (mmkd['runs'], mmkd['failed']) == (3, 1)
+    assert camkd['bn_gap'] == pytest.approx(14.0) and camkd['bn_flags'] == [(2, 14.0)]
+    assert aver['bn_flags'] == []  # a gap of 1 point is not flagged
     table = matrix.format_markdown(rows)
-    assert '| KD: AVER | 52.00 | 2.83 | +11.00 | 0.500 | 100 | 2 |' in table
-    assert '| KD: MMKD | 60.00 |  | +19.00 | 0.500 | 100 | 1 (1 failed) |' in table
+    assert '| KD: MMKD | 62.00 | 2.29 | [56.31, 67.69] | 3 (1 failed) | +21.00 [' in table
+    assert '| +10.00 [+8.76, +11.24] * |' in table
+    assert '| KD: CA-MKD | 54.00 | 2.65 |' in table and '| +2.00 [-2.30, +6.30] |' in table
+    assert 'Better than AVER: KD: MMKD. Worse than AVER: none. No difference from AVER: ' \
+        'KD: CA-MKD.' in table
+    assert 'points: KD: CA-MKD seed 2 (+14.0).' in table
     assert '- KD: MMKD: boom' in table
+
+
+def test_paired_intervals_against_hand_computed_values():
+    from benchmarks import paired
+    assert paired.t_quantile(2) == pytest.approx(4.302653, rel=1e-6)
+    assert paired.t_quantile(9) == pytest.approx(2.262157, rel=1e-6)
+    interval = paired.t_interval([1.0, 2.0, 3.0])
+    assert (interval.low, interval.high) == pytest.approx((2 - 2.484138, 2 + 2.484138))
+    single = paired.t_interval([5.0])
+    assert single.low is None and single.verdict == 'no difference'
+    assert single.format() == '+5.00 (n=1)'
+    # Only common seeds are paired.
+    difference = paired.paired_difference({0: 50.0, 1: 52.0, 5: 99.0}, {0: 48.0, 1: 49.0})
+    assert difference.n == 2 and difference.mean == 2.5
+    assert paired.paired_difference({0: 1.0}, {1: 1.0}) is None
+
+
+def test_bootstrap_over_images_pairs_the_draws():
+    """Identical runs differ by exactly 0; a method right on 5 more images of 100 in
+    every seed is +5 points, and no resample can make it negative."""
+    from benchmarks import paired
+    reference = {seed: [seed % 2, 1, 0, 1] * 25 for seed in range(3)}
+    same = paired.bootstrap_difference(reference, reference, resamples=200)
+    assert (same.mean, same.low, same.high) == (0.0, 0.0, 0.0)
+    better = {seed: list(correct) for seed, correct in reference.items()}
+    for correct in better.values():
+        for index in (2, 6, 10, 14, 18):  # wrong in the reference
+            correct[index] = 1
+    interval = paired.bootstrap_difference(better, reference, resamples=500)
+    assert interval.mean == pytest.approx(5.0) and interval.low >= 0.0
+    assert interval.low < 5.0 < interval.high and interval.excludes_zero
+    assert paired.bootstrap_difference(better, {0: [1, 0]}) is None  # other images
 
 
 def _write_result(work_dir, score, weights=None):
@@ -194,17 +247,21 @@ def test_benchmark_reuses_finished_runs_and_reports_a_failed_one(tmp_path, shape
     assert 'runs 6/6 done: classification | KD: AVER | seed 1: FAILED: train.py exited ' \
         'with 1' in result.stdout
     assert result.stdout.count(': training (') == 1
+    # The teachers' checkpoints are missing: their diagnostics fail, and the rest goes on.
+    assert 'classification: teacher diagnostics FAILED' in result.stdout
     table = (work_root / 'benchmark.md').read_text()
-    assert '| ResNet18-w24 | 70.00 |  |  | 0.250 | 500 | 1 |' in table
-    assert '| single teacher (ResNet18-w24) | 46.00 | 1.41 | +5.00 |' in table
-    assert '| KD: AVER | 50.00 |  | +9.00 | 0.250 | 500 | 1 (1 failed) |' in table
+    assert '| ResNet18-w24 | 70.00 |  |  | 1 |  |  |  | 0.250 | 500 |' in table
+    assert '| single teacher (ResNet18-w24) | 46.00 | 1.41 | [33.29, 58.71] | 2 | +5.00 [' \
+        '+5.00, +5.00] * | -5.00 (n=1) |' in table
+    assert '| KD: AVER | 50.00 |  |  | 1 (1 failed) | +10.00 (n=1) |  |' in table
     assert 'resnet18_w24.pth' in table.split('Failed runs:')[1]  # the missing checkpoint
     with open(work_root / 'benchmark.csv') as f:
         rows = list(csv.DictReader(f))
     assert [r['row'] for r in rows] == ['ResNet18-w24', 'ResNet18-w16', 'ResNet50-w8',
                                         'student alone', 'single teacher (ResNet18-w24)',
                                         'KD: AVER']
-    assert float(rows[-1]['gain']) == pytest.approx(9.0)
+    assert float(rows[-1]['gain']) == pytest.approx(10.0)  # paired: seed 0 only
+    assert rows[-2]['scores'] == '0:45.00 1:47.00'
     assert osp.isfile(work_root / 'classification.png')
     assert osp.isfile(work_root / 'classification_teacher_weights.png')
     # The single-teacher config was written for a user to rerun with tools/train.py.
