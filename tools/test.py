@@ -8,8 +8,9 @@ For a distiller config the student is evaluated (the teachers are not run).
 
 ``--bn-batch-stats`` evaluates the checkpoint a second time with the evaluated
 model's BatchNorm layers normalising with each batch's statistics (see
-mmkd_ext/utils/batch_stats.py), prints both scores on one line and adds the second
-set to the metrics JSON under ``bn_batch_stats/``.
+mmkd_ext/utils/batch_stats.py), its batches drawn in a seeded random order, prints
+both scores on one line and adds the second set to the metrics JSON under
+``bn_batch_stats/``.
 """
 import argparse
 import json
@@ -20,7 +21,7 @@ from mmengine.evaluator import DumpResults
 
 import mmkd_ext  # noqa: F401
 from mmkd_ext.utils.batch_stats import (batch_statistics, evaluated_model,
-                                        format_comparison, prefixed)
+                                        format_comparison, prefixed, shuffled_loader)
 from mmkd_ext.utils.launch import (add_launch_args, build_runner, default_work_dir,
                                     parse_launch_args, setup_launcher)
 
@@ -49,7 +50,9 @@ def test_with_batch_statistics(runner, metrics: dict) -> dict:
                 print('--bn-batch-stats: the model has no BatchNorm layer; no extra metrics')
             return {}
         evaluator_metrics[:] = kept  # --out keeps the predictions of the usual pass
-        batch = {k: float(v) for k, v in runner.test_loop.run().items()}
+        loop = runner.test_loop
+        loop.dataloader = shuffled_loader(loop.dataloader)  # batches of mixed classes
+        batch = {k: float(v) for k, v in loop.run().items()}
     if is_main_process():
         print(format_comparison(metrics, batch), flush=True)
     return prefixed(batch)

@@ -10,14 +10,19 @@ score ends training with running statistics that do not fit its weights (the
 weights themselves are good; their normalisation is not).
 
 The batch-statistics score depends on the test batch size and on the batch
-composition (the test dataloader usually does not shuffle), so compare the two
-scores of one run rather than batch-statistics scores across settings.
+composition, so compare the two scores of one run rather than batch-statistics
+scores across settings. Test dataloaders do not shuffle, and a test set is often
+stored by class (a folder per class): its batches then hold one or two classes,
+whose statistics are not the data's. The batch-statistics pass therefore draws
+its batches in a seeded random order (:func:`shuffled_loader`).
 """
 from contextlib import contextmanager
 from typing import Iterator, List
 
 import torch.nn as nn
+from mmengine.dataset import DefaultSampler
 from mmengine.model import is_model_wrapper
+from torch.utils.data import DataLoader
 from torch.nn.modules.batchnorm import _BatchNorm
 
 #: The prefix of the batch-statistics metrics beside the usual ones.
@@ -74,6 +79,20 @@ def batch_statistics(model: nn.Module) -> Iterator[List[_BatchNorm]]:
             m.momentum = momentum
             for name, value in buffers.items():
                 getattr(m, name).copy_(value)
+
+
+def shuffled_loader(loader: DataLoader, seed: int = 0) -> DataLoader:
+    """``loader`` (its dataset, batch size, collate function and workers) drawing
+    its samples in a random order fixed by ``seed``, split over ranks like MMEngine's
+    ``DefaultSampler`` (which it uses, with ``shuffle=True``), so every batch is a
+    random draw of the set. Its metrics equal ``loader``'s wherever they do not
+    depend on the order (accuracy, COCO mAP, mIoU)."""
+    return DataLoader(loader.dataset, batch_size=loader.batch_size,
+                      sampler=DefaultSampler(loader.dataset, shuffle=True, seed=seed,
+                                             round_up=False),
+                      num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                      pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn,
+                      drop_last=False)
 
 
 def prefixed(metrics: dict, prefix: str = BATCH_STATS_PREFIX) -> dict:

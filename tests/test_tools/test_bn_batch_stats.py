@@ -99,3 +99,17 @@ def test_test_tool_writes_batch_statistics_metrics(tiny_shapes, tmp_path):
     assert set(metrics) == {'accuracy/top1', 'bn_batch_stats/accuracy/top1'}
     assert 0.0 <= metrics['bn_batch_stats/accuracy/top1'] <= 100.0
     assert 'BN running -> batch statistics: accuracy/top1' in result.stdout
+
+
+def test_batch_statistics_pass_draws_batches_of_mixed_classes():
+    """A test set stored by class gives one-class batches in order; the pass's loader
+    draws the same samples, each once, in a seeded random order."""
+    from torch.utils.data import DataLoader
+    from mmkd_ext.utils.batch_stats import shuffled_loader
+    labels = [i // 10 for i in range(40)]  # sorted by class, as folder datasets are
+    ordered = DataLoader(labels, batch_size=10, shuffle=False)
+    assert [len(set(b.tolist())) for b in ordered] == [1, 1, 1, 1]
+    batches = [b.tolist() for b in shuffled_loader(ordered)]
+    assert sorted(sum(batches, [])) == labels
+    assert all(len(set(b)) > 1 for b in batches)
+    assert batches == [b.tolist() for b in shuffled_loader(ordered)]  # seeded
