@@ -1,7 +1,7 @@
 """Write the generated datasets (real formats) that the demo, tests and benchmark use.
 
     python tools/make_data.py classification [--out data/shapes10] [--train 2000]
-                                             [--val 500] [--seed 0]
+                                             [--val 3000] [--seed 0]
     python tools/make_data.py detection [--out data/coco_shapes] [--train 800]
                                         [--val 200] [--size 160] [--seed 0]
     python tools/make_data.py segmentation [--out data/cityscapes_streets] [--train 400]
@@ -30,7 +30,7 @@ def main():
         parsers[name].add_argument('--out', default=tasks[name].data_root)
     cls, det, seg = parsers['classification'], parsers['detection'], parsers['segmentation']
     cls.add_argument('--train', type=int, default=2000)
-    cls.add_argument('--val', type=int, default=500)
+    cls.add_argument('--val', type=int, default=3000)
     cls.add_argument('--seed', type=int, default=0)
     det.add_argument('--train', type=int, default=800)
     det.add_argument('--val', type=int, default=200)

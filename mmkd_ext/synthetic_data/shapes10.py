@@ -104,7 +104,7 @@ def render_image(cls: int, rng: np.random.Generator, size: int = 32) -> np.ndarr
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def generate_shapes10(root: str, num_train: int = 2000, num_val: int = 500,
+def generate_shapes10(root: str, num_train: int = 2000, num_val: int = 3000,
                       seed: int = 0, image_size: int = 32) -> Dict:
     """Write Shapes-10 under ``root`` (balanced classes); skip if already written.
 
