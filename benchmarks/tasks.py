@@ -146,7 +146,7 @@ def make_tasks(root: str) -> Dict[str, Task]:
                     f'{det}/students/retinanet_r18_w16_coco_shapes.py'),
             ] + distill_runs(det_kd), 'coco/bbox_mAP', 'bbox mAP (%)', 100.0,
             'Multi-teacher distillation of a RetinaNet-R18 (16 channels) on Shapes-COCO',
-            _coco_data_options, dict(teacher=_epoch_schedule(4, milestones=[3]),
+            _coco_data_options, dict(teacher=_epoch_schedule(8, milestones=[6]),
                                      student=_epoch_schedule(4, milestones=[3])), det_kd,
             f'{det}/coco/kd_{{}}_retinanet_r50_r101_to_r18_coco.py'),
         'segmentation': Task(
@@ -161,6 +161,6 @@ def make_tasks(root: str) -> Dict[str, Task]:
                     f'{seg}/students/pspnet_r18_w8_cityscapes_streets.py'),
             ] + distill_runs(seg_kd), 'mIoU', 'mIoU (%)', 1.0,
             'Multi-teacher distillation of a PSPNet-R18 (8 channels) on Cityscapes-Streets',
-            _data_root_options, dict(teacher=_iter_schedule(400), student=_iter_schedule(300)),
+            _data_root_options, dict(teacher=_iter_schedule(800), student=_iter_schedule(300)),
             seg_kd, f'{seg}/cityscapes/kd_{{}}_pspnet_deeplabv3_r101_to_r18_cityscapes.py'),
     }
