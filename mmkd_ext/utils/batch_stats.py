@@ -17,10 +17,12 @@ whose statistics are not the data's. The batch-statistics pass therefore draws
 its batches in a seeded random order (:func:`shuffled_loader`).
 """
 from contextlib import contextmanager
-from typing import Iterator, List
+from typing import Callable, Iterable, Iterator, List
 
+import torch
 import torch.nn as nn
 from mmengine.dataset import DefaultSampler
+from mmengine.dist import all_reduce, get_world_size
 from mmengine.model import is_model_wrapper
 from torch.utils.data import DataLoader
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -109,3 +111,52 @@ def format_comparison(running: dict, batch: dict) -> str:
             parts.append(f'{key} {value:.2f} -> {batch[key]:.2f} '
                          f'({batch[key] - value:+.2f})')
     return 'BN running -> batch statistics: ' + ('; '.join(parts) or 'no common metric')
+
+
+@torch.no_grad()
+def reestimate_batch_norm_statistics(model: nn.Module, batches: Iterable,
+                                     forward: Callable[[torch.Tensor], object]) -> int:
+    """Replace the running statistics of ``model``'s BN layers by the statistics of
+    its current weights on ``batches`` ("precise BN"): each layer's running mean and
+    variance become the plain average over the batches of the batch means and
+    (unbiased) variances, instead of an exponential average of statistics taken with
+    earlier weights. Parameters, momenta and modes are left as they were; in
+    distributed runs the averages are averaged over ranks.
+
+    Args:
+        batches: the batches, each run through ``forward`` (e.g. the student's
+            ``forward(x, mode='tensor')``) with ``model`` in training mode.
+
+    Returns:
+        The number of batches used (0: the statistics are unchanged).
+    """
+    layers = batch_norm_layers(model)
+    layers = [m for m in layers if m.track_running_stats]
+    if not layers:
+        return 0
+    saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(),
+              m.num_batches_tracked.clone()) for m in layers]
+    training = {m: m.training for m in model.modules()}
+    count = 0
+    try:
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        model.train()
+        for inputs in batches:
+            forward(inputs)
+            count += 1
+    finally:
+        for m, (momentum, mean, var, tracked) in zip(layers, saved):
+            m.momentum = momentum
+            if count == 0:
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(tracked)
+        for m, mode in training.items():
+            m.training = mode
+    if count and get_world_size() > 1:
+        for m in layers:
+            all_reduce(m.running_mean, op='mean')
+            all_reduce(m.running_var, op='mean')
+    return count

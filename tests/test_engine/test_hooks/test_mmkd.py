@@ -289,3 +289,34 @@ def test_hook_state_is_restored_on_resume_only_and_from_any_device(mmkd):
     resumed.before_train(runner(3))
     assert resumed.buffer.tolist() == list(range(7))
     assert torch.equal(resumed.generator.get_state(), saved.generator.get_state())
+
+
+def population_statistics(student, runner):
+    """Each BN layer's (mean, var) of ``student``'s weights over the whole train set."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    from mmkd_ext.utils.batch_stats import reestimate_batch_norm_statistics
+    student = copy.deepcopy(student)
+    dataset, collate = runner.train_dataloader.dataset, runner.train_dataloader.collate_fn
+    chunks = [list(range(i, min(i + 16, len(dataset)))) for i in range(0, len(dataset), 16)]
+    batches = (runner.model.data_preprocessor(collate([dataset[i] for i in c]), True)
+               for c in chunks)
+    reestimate_batch_norm_statistics(student, batches,
+                                     lambda d: student(d['inputs'], mode='tensor'))
+    return {n: (m.running_mean, m.running_var) for n, m in student.named_modules()
+            if isinstance(m, _BatchNorm)}
+
+
+def test_training_ends_with_bn_statistics_of_the_final_student(shapes_root, teacher_dir,
+                                                                tmp_path):
+    """The running statistics (an average of batches seen with earlier weights) are
+    re-estimated from the final weights after the last iteration."""
+    runner = mmkd_runner(shapes_root, teacher_dir, tmp_path, max_iters=2, interval=2)
+    runner.train()
+    student = runner.model.student
+    reference = population_statistics(student, runner)
+    for name, module in student.named_modules():
+        if name in reference:
+            mean, var = reference[name]
+            std = var.sqrt() + 1e-3
+            assert ((module.running_mean - mean).abs() / std).mean() < 0.1, name
+            assert ((module.running_var / var).log().abs()).mean() < 0.1, name
