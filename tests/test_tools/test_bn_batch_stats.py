@@ -113,3 +113,29 @@ def test_batch_statistics_pass_draws_batches_of_mixed_classes():
     assert sorted(sum(batches, [])) == labels
     assert all(len(set(b)) > 1 for b in batches)
     assert batches == [b.tolist() for b in shuffled_loader(ordered)]  # seeded
+
+
+def test_reestimated_statistics_are_the_average_of_the_batch_statistics():
+    from mmkd_ext.utils.batch_stats import reestimate_batch_norm_statistics
+    model = bn_model()
+    bn = model[1]
+    momenta = [m.momentum for m in (model[1], model[3], model[6])]
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randn(5, 3, 8, 8, generator=g) * 3 - 1 for _ in range(3)]
+    conv = [model[0](x).detach() for x in batches]
+    count = reestimate_batch_norm_statistics(model, batches, model)
+    assert count == 3
+    means = torch.stack([x.mean(dim=(0, 2, 3)) for x in conv])
+    variances = torch.stack([x.var(dim=(0, 2, 3)) for x in conv])  # unbiased, as BN keeps
+    assert torch.allclose(bn.running_mean, means.mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, variances.mean(0), atol=1e-4)
+    assert [m.momentum for m in (model[1], model[3], model[6])] == momenta
+    assert not any(m.training for m in model)  # the mode it had
+
+
+def test_reestimation_without_batches_keeps_the_statistics():
+    from mmkd_ext.utils.batch_stats import reestimate_batch_norm_statistics
+    model = bn_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert reestimate_batch_norm_statistics(model, [], model) == 0
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
