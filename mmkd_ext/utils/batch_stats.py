@@ -15,6 +15,9 @@ scores across settings. Test dataloaders do not shuffle, and a test set is often
 stored by class (a folder per class): its batches then hold one or two classes,
 whose statistics are not the data's. The batch-statistics pass therefore draws
 its batches in a seeded random order (:func:`shuffled_loader`).
+
+The remedy, :func:`reestimate_batch_norm_statistics`, recomputes the running
+statistics from the final weights on training batches.
 """
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, List
