@@ -4,11 +4,14 @@ Runs of one seed are paired: every method's student starts from the same weights
 and sees the same batches (data order and augmentation; ``RandomStateHook``), so
 the per-seed difference of two methods measures the methods, not the seeds' luck.
 A comparison is summarised by the mean of those differences and its 95% t-interval
-over seeds (``n - 1`` degrees of freedom); where each run also kept which
-validation images it got right, a paired bootstrap over the validation images adds
-the uncertainty of the validation set's draw.
+over seeds (``n - 1`` degrees of freedom): the verdict. Where each run also kept
+which validation images it got right, a paired bootstrap over the validation images
+gives a second interval, of another uncertainty: how much the difference of these
+trained students would move on another draw of validation images. It does not
+hold the seed-to-seed variation of training, so it is the narrower one when
+training varies more than the validation set's draw.
 
-A difference whose interval holds 0 is reported as no difference.
+A difference whose t-interval holds 0 is reported as no difference.
 """
 import math
 import statistics
@@ -93,8 +96,9 @@ def bootstrap_difference(correct: Dict[int, Sequence[int]],
 
     Each resample draws the validation images with replacement, the same draw for
     every seed and both methods, and takes the mean over seeds of the accuracy
-    difference; the interval holds the central ``confidence`` of the resamples. It
-    adds the uncertainty of the validation set to that of the seeds' differences.
+    difference; the interval holds the central ``confidence`` of the resamples: the
+    uncertainty of the validation set's draw for these trained students (not the
+    seed-to-seed variation of training, which :func:`paired_difference` measures).
     None without a common seed or with images of unequal counts.
     """
     seeds = sorted(set(correct) & set(reference))
