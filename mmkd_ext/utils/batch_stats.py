@@ -89,12 +89,14 @@ def batch_statistics(model: nn.Module) -> Iterator[List[_BatchNorm]]:
 def shuffled_loader(loader: DataLoader, seed: int = 0) -> DataLoader:
     """``loader`` (its dataset, batch size, collate function and workers) drawing
     its samples in a random order fixed by ``seed``, split over ranks like MMEngine's
-    ``DefaultSampler`` (which it uses, with ``shuffle=True``), so every batch is a
-    random draw of the set. Its metrics equal ``loader``'s wherever they do not
-    depend on the order (accuracy, COCO mAP, mIoU)."""
-    return DataLoader(loader.dataset, batch_size=loader.batch_size,
-                      sampler=DefaultSampler(loader.dataset, shuffle=True, seed=seed,
-                                             round_up=False),
+    ``DefaultSampler`` (which it uses, with ``shuffle=True``; every rank gets as many
+    batches, the metrics drop the padding), so every batch is a random draw of the
+    set. A loader with a batch sampler (mmdet's aspect-ratio one) is given the same
+    batch size. Its metrics equal ``loader``'s wherever they do not depend on the
+    order (accuracy, COCO mAP, mIoU)."""
+    batch_size = loader.batch_size or getattr(loader.batch_sampler, 'batch_size', 1)
+    return DataLoader(loader.dataset, batch_size=batch_size,
+                      sampler=DefaultSampler(loader.dataset, shuffle=True, seed=seed),
                       num_workers=loader.num_workers, collate_fn=loader.collate_fn,
                       pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn,
                       drop_last=False)
@@ -126,6 +128,11 @@ def reestimate_batch_norm_statistics(model: nn.Module, batches: Iterable,
     earlier weights. Parameters, momenta and modes are left as they were; in
     distributed runs the averages are averaged over ranks.
 
+    Only the layers that train keep new statistics: a layer that ``model.train()``
+    leaves in eval mode (mmdet/mmseg backbones with ``norm_eval=True``, frozen stages)
+    or that the ``forward`` does not reach (e.g. an auxiliary head outside
+    ``mode='tensor'``) keeps its statistics exactly.
+
     Args:
         batches: the batches, each run through ``forward`` (e.g. the student's
             ``forward(x, mode='tensor')``) with ``model`` in training mode.
@@ -133,26 +140,35 @@ def reestimate_batch_norm_statistics(model: nn.Module, batches: Iterable,
     Returns:
         The number of batches used (0: the statistics are unchanged).
     """
-    layers = batch_norm_layers(model)
-    layers = [m for m in layers if m.track_running_stats]
+    layers = [m for m in batch_norm_layers(model) if m.track_running_stats]
     if not layers:
         return 0
-    saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(),
-              m.num_batches_tracked.clone()) for m in layers]
+    saved = {m: (m.momentum, m.running_mean.clone(), m.running_var.clone(),
+                 m.num_batches_tracked.clone()) for m in layers}
     training = {m: m.training for m in model.modules()}
+    seen = {m: 0 for m in layers}
+
+    def count_batch(module, args):
+        if module.training:
+            seen[module] += 1
+
+    handles = [m.register_forward_pre_hook(count_batch) for m in layers]
     count = 0
     try:
-        for m in layers:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
         model.train()
+        for m in layers:
+            if m.training:  # norm_eval / frozen layers stay as they are
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average
         for inputs in batches:
             forward(inputs)
             count += 1
     finally:
-        for m, (momentum, mean, var, tracked) in zip(layers, saved):
+        for handle in handles:
+            handle.remove()
+        for m, (momentum, mean, var, tracked) in saved.items():
             m.momentum = momentum
-            if count == 0:
+            if not seen[m]:  # not re-estimated: its statistics exactly as they were
                 m.running_mean.copy_(mean)
                 m.running_var.copy_(var)
                 m.num_batches_tracked.copy_(tracked)
@@ -160,6 +176,7 @@ def reestimate_batch_norm_statistics(model: nn.Module, batches: Iterable,
             m.training = mode
     if count and get_world_size() > 1:
         for m in layers:
-            all_reduce(m.running_mean, op='mean')
-            all_reduce(m.running_var, op='mean')
+            if seen[m]:
+                all_reduce(m.running_mean, op='mean')
+                all_reduce(m.running_var, op='mean')
     return count

@@ -139,3 +139,39 @@ def test_reestimation_without_batches_keeps_the_statistics():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert reestimate_batch_norm_statistics(model, [], model) == 0
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_reestimation_keeps_frozen_and_unreached_layers_exactly():
+    """A BN layer that model.train() leaves in eval mode (norm_eval) and one the forward
+    never reaches keep their statistics; the trained one gets new ones."""
+    from mmkd_ext.utils.batch_stats import reestimate_batch_norm_statistics
+
+    class NormEval(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.frozen, self.trained = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+            self.unreached = nn.BatchNorm1d(3)
+
+        def train(self, mode=True):
+            super().train(mode)
+            self.frozen.eval()  # as mmdet's norm_eval=True
+            return self
+
+        def forward(self, x):
+            return self.trained(self.frozen(x))
+
+    model = NormEval()
+    for m in (model.frozen, model.trained, model.unreached):
+        m.running_mean.fill_(2.0)
+        m.running_var.fill_(3.0)
+        m.num_batches_tracked.fill_(7)
+    batches = [torch.randn(8, 3) * 5 + 1 for _ in range(3)]
+    assert reestimate_batch_norm_statistics(model, batches, model) == 3
+    for m in (model.frozen, model.unreached):
+        assert torch.equal(m.running_mean, torch.full((3, ), 2.0))
+        assert torch.equal(m.running_var, torch.full((3, ), 3.0))
+        assert int(m.num_batches_tracked) == 7
+    # The trained layer sees the frozen layer's output: its mean is that output's.
+    frozen_out = [(b - 2.0) / torch.sqrt(torch.tensor(3.0) + 1e-5) for b in batches]
+    expected = torch.stack([o.mean(0) for o in frozen_out]).mean(0)
+    assert torch.allclose(model.trained.running_mean, expected, atol=1e-5)
