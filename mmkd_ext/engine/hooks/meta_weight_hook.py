@@ -225,8 +225,13 @@ class MetaWeightHook(WeightingTrainerHook):
     # ------------------------------------------------------------ every step
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         model = self.distiller(runner)
-        if model.step_health.skipped:  # a non-finite step, skipped
-            return
+        if not model.step_health.skipped:  # a non-finite step is skipped
+            self._learn(runner, model, data_batch)
+        if runner.iter + 1 >= runner.max_iters and self.precise_bn_batches:
+            self.reestimate_student_statistics(model, runner.train_dataloader)
+
+    def _learn(self, runner, model, data_batch: dict) -> None:
+        """The hard buffer's update and, every ``interval`` iterations, the meta step."""
         if self.use_hard_buffer:
             self._update_buffer(model, data_batch)
         if (runner.iter + 1) % self.interval == 0:
@@ -237,8 +242,6 @@ class MetaWeightHook(WeightingTrainerHook):
         self._train_seconds += time.perf_counter() - self._iter_start
         runner.message_hub.update_scalar(
             'train/meta_time_share', self.meta_seconds / max(self._train_seconds, 1e-9))
-        if runner.iter + 1 >= runner.max_iters and self.precise_bn_batches:
-            self.reestimate_student_statistics(model, runner.train_dataloader)
 
     def reestimate_student_statistics(self, model, loader) -> int:
         """Re-estimate the student's BN running statistics from its current weights
@@ -261,8 +264,13 @@ class MetaWeightHook(WeightingTrainerHook):
             count = reestimate_batch_norm_statistics(
                 model.student, batches(),
                 lambda batch: model.student(batch[0], batch[1], mode='tensor'))
-        print_log(f"MetaWeightHook: the student's BN statistics re-estimated from its final "
-                  f'weights on {count} training batches of {size}.', logger='current')
+        if count:
+            print_log(f"MetaWeightHook: the student's BN statistics re-estimated from its "
+                      f'final weights on {count} training batches of {size}.', logger='current')
+        else:
+            print_log(f'MetaWeightHook: the train dataset has fewer than {size} samples, one '
+                      "batch: the student's BN statistics stay the running averages.",
+                      logger='current', level=logging.WARNING)
         return count
 
     def _sample_indices(self, data_batch: dict) -> torch.Tensor:
