@@ -41,18 +41,34 @@ def parse_args():
 
 def test_with_batch_statistics(runner, metrics: dict) -> dict:
     """Run the test loop again with batch statistics in the evaluated model's BN
-    layers; returns the metrics prefixed ``bn_batch_stats/`` ({} without BN)."""
+    layers; returns the metrics prefixed ``bn_batch_stats/`` ({} without BN, or when
+    this second pass cannot run: a message says why, the usual metrics stand)."""
     evaluator_metrics = runner.test_evaluator.metrics
-    kept = [m for m in evaluator_metrics if not isinstance(m, DumpResults)]
-    with batch_statistics(evaluated_model(runner.model)) as layers:
-        if not layers:
-            if is_main_process():
-                print('--bn-batch-stats: the model has no BatchNorm layer; no extra metrics')
-            return {}
-        evaluator_metrics[:] = kept  # --out keeps the predictions of the usual pass
-        loop = runner.test_loop
-        loop.dataloader = shuffled_loader(loop.dataloader)  # batches of mixed classes
-        batch = {k: float(v) for k, v in loop.run().items()}
+    kept = list(evaluator_metrics)
+    loop = runner.test_loop
+    loader = loop.dataloader
+    try:
+        with batch_statistics(evaluated_model(runner.model)) as layers:
+            if not layers:
+                if is_main_process():
+                    print('--bn-batch-stats: the model has no BatchNorm layer; no extra '
+                          'metrics')
+                return {}
+            # --out keeps the predictions of the usual pass.
+            evaluator_metrics[:] = [m for m in kept if not isinstance(m, DumpResults)]
+            loop.dataloader = shuffled_loader(loader)  # batches of mixed classes
+            batch = {k: float(v) for k, v in loop.run().items()}
+    except (ValueError, RuntimeError) as error:
+        if is_main_process():
+            print(f'--bn-batch-stats: the pass with batch statistics could not run '
+                  f'({type(error).__name__}: {error}); e.g. a BN layer that sees one value '
+                  'per channel (a batch of one image through a global pooling branch) '
+                  'needs a larger test batch: test_dataloader.batch_size=8. The usual '
+                  'metrics stand.', flush=True)
+        return {}
+    finally:
+        evaluator_metrics[:] = kept
+        loop.dataloader = loader
     if is_main_process():
         print(format_comparison(metrics, batch), flush=True)
     return prefixed(batch)
@@ -70,10 +86,15 @@ def main():
     if args.out:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = {k: float(v) for k, v in runner.test().items()}
+    write_metrics(args.metrics_json, metrics)  # kept whatever the second pass does
     if args.bn_batch_stats:
         metrics.update(test_with_batch_statistics(runner, metrics))
-    if args.metrics_json:
-        with open(args.metrics_json, 'w') as f:
+        write_metrics(args.metrics_json, metrics)
+
+
+def write_metrics(path, metrics: dict) -> None:
+    if path and is_main_process():
+        with open(path, 'w') as f:
             json.dump(metrics, f, indent=2)
 
 
