@@ -1,6 +1,7 @@
 """The benchmark matrix: tasks x {teachers, student alone, best single teacher,
 every weighting method} x seeds, each run trained with ``tools/train.py`` and
-evaluated with ``tools/test.py``, summarised as mean +- std over seeds.
+evaluated with ``tools/test.py``, summarised over seeds with paired differences and
+their intervals (:mod:`benchmarks.paired`).
 
 Teachers are trained once per task (seed 0) and exported; the best of them (by its
 metric) is the teacher of the plain single-teacher KD row. Every run is cached in
@@ -34,8 +35,9 @@ class Preset(NamedTuple):
 
 
 PRESETS = {
-    # About 25 minutes on 2 CPU cores: the classification slice, 3 seeds, short
-    # schedules, two runs at a time on one core each, evaluated once by tools/test.py.
+    # About 45 minutes on 2 free CPU cores (89 min of CPU time): the classification
+    # slice, 3 seeds, short schedules, two runs at a time on one core each, evaluated
+    # once by tools/test.py.
     'quick': Preset(('classification', ), 3, True, False, cpu_jobs=2),
     # The configs' own schedules and validation on every task, 3 seeds: a GPU's work.
     'full': Preset(('classification', 'detection', 'segmentation'), 3, False, True),
@@ -46,7 +48,8 @@ def default_jobs(preset: Preset) -> int:
     """Runs at a time when ``--jobs`` is not given: one on CUDA (``--jobs J`` spreads
     runs over J GPUs), the preset's ``cpu_jobs`` without a GPU."""
     import torch
-    return 1 if torch.cuda.is_available() else preset.cpu_jobs
+    return 1 if torch.cuda.is_available() else max(1, min(preset.cpu_jobs,
+                                                          os.cpu_count() or 1))
 
 
 class Experiment(NamedTuple):
@@ -359,16 +362,17 @@ def _fmt(value: Optional[float], spec: str, sign: bool = False) -> str:
     return format(value, ('+' if sign else '') + spec)
 
 
-def _fmt_interval(interval: Optional['paired.Interval'], spec: str = '+.2f') -> str:
-    return '' if interval is None else interval.format(spec)
+def _fmt_interval(interval: Optional['paired.Interval'], spec: str = '+.2f',
+                  mark: str = ' *') -> str:
+    return '' if interval is None else interval.format(spec, mark)
 
 
 def verdicts(rows: Sequence[dict], key: str = 'vs_aver') -> Dict[str, List[str]]:
     """The rows whose paired difference ``key`` is ``'better'``, ``'worse'`` or
-    ``'no difference'`` (interval holds 0, or a single seed)."""
+    ``'no difference'`` (the interval holds 0); a row of one seed has none."""
     found = {'better': [], 'worse': [], 'no difference': []}
     for r in rows:
-        if r.get(key) is not None:
+        if r.get(key) is not None and r[key].low is not None:  # one seed: no verdict
             found[r[key].verdict].append(r['row'])
     return found
 
@@ -400,13 +404,14 @@ def format_markdown(rows: Sequence[dict],
             lines.append(
                 f'| {r["row"]} | {mean} | {_fmt(r["std"], ".2f")} | {ci} | {runs} | '
                 f'{_fmt_interval(r["vs_alone"])} | {_fmt_interval(r["vs_aver"])} |'
-                + (f' {_fmt_interval(r["vs_aver_bootstrap"])} |' if bootstrap else '')
+                + (f' {_fmt_interval(r["vs_aver_bootstrap"], mark="")} |' if bootstrap else '')
                 + f' {_fmt(r["bn_gap"], ".1f", sign=True)} | {_fmt(r["s_per_iter"], ".3f")} '
                 f'| {_fmt(r["peak_mib"], ".0f")} |')
             notes += [f'- {r["row"]}: {error}' for error in r['errors']]
         found = verdicts(task_rows)
         lines += ['', f'Paired over {seeds} seeds (same initialisation, data order and '
-                  'augmentation per seed); `*`: the 95% interval excludes 0.',
+                  'augmentation per seed); `*`: the 95% t-interval excludes 0 (the '
+                  'verdicts below are the t-intervals\'; the bootstrap is unmarked).',
                   f'Better than AVER: {", ".join(found["better"]) or "none"}. '
                   f'Worse than AVER: {", ".join(found["worse"]) or "none"}. '
                   f'No difference from AVER: {", ".join(found["no difference"]) or "none"}.']

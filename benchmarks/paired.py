@@ -51,12 +51,12 @@ class Interval(NamedTuple):
             return 'no difference'
         return 'better' if self.mean > 0 else 'worse'
 
-    def format(self, spec: str = '+.2f') -> str:
-        """``'+1.23 [+0.40, +2.06]'``; marked ``*`` where the interval excludes 0."""
+    def format(self, spec: str = '+.2f', mark: str = ' *') -> str:
+        """``'+1.23 [+0.40, +2.06]'``; ``mark`` appended where the interval excludes 0."""
         text = format(self.mean, spec)
         if self.low is None:
             return text + ' (n=1)'
-        mark = ' *' if self.excludes_zero else ''
+        mark = mark if self.excludes_zero else ''
         return f'{text} [{format(self.low, spec)}, {format(self.high, spec)}]{mark}'
 
 
