@@ -132,8 +132,11 @@ class RandomStateHook(Hook):
       the student alone and the student of every distillation config start from the
       same weights, as the distiller initialises its student first. With the sampler
       seeded from the run's seed and the workers' per-epoch seeding, runs of one seed
-      also share their data order and augmentation (augmentation drawn in the main
-      process, ``num_workers=0``, is shared only as long as the configs draw alike).
+      also share their data order and the data pipeline's augmentation. What draws
+      from the main process's generators during training (augmentation with
+      ``num_workers=0``, batch augmentations such as Mixup, dropout) is shared only as
+      long as the configs draw alike: a method's extra passes (MMKD's quiz batches)
+      move those draws.
 
     The shared runtime (``configs/_base_/default_runtime.py``) adds it to
     ``default_hooks`` as ``random_state``.
