@@ -5,6 +5,7 @@ Shared by the demo and the benchmark. The outcome is cached as JSON in the work
 directory, so a finished experiment is not run again; an interrupted one continues
 from its newest checkpoint (``tools/train.py --resume``).
 """
+import hashlib
 import json
 import os
 import os.path as osp
@@ -139,6 +140,42 @@ def check_settings(work_dir: str, settings: dict) -> None:
     atomic_write(json.dumps(settings, indent=2).encode(), path)
 
 
+def config_digest(config: str) -> str:
+    """A digest of ``config`` as MMEngine reads it (its ``_base_`` files merged in) and
+    of the model configs it names by path (a distiller's student and teachers), so
+    that editing any of them changes the run's settings."""
+    from mmengine.config import Config
+    digest = hashlib.sha1()
+    cfg = Config.fromfile(config).to_dict()
+    digest.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    for path in sorted(_config_paths(cfg)):
+        digest.update(json.dumps(Config.fromfile(path).to_dict(), sort_keys=True,
+                                 default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def _config_paths(node) -> set:
+    """The existing ``.py`` files named by string values anywhere in ``node``."""
+    if isinstance(node, dict):
+        return set().union(*(_config_paths(v) for v in node.values()))
+    if isinstance(node, (list, tuple)):
+        return set().union(*(_config_paths(v) for v in node))
+    return {node} if isinstance(node, str) and node.endswith('.py') and osp.isfile(node) else set()
+
+
+def data_fingerprints(options: List[str]) -> Dict[str, dict]:
+    """The generator settings (``meta.json``) of each generated data root the ``k=v``
+    options name: a regenerated dataset of other settings changes the run's settings."""
+    found = {}
+    for option in options:
+        key, _, value = option.partition('=')
+        meta = osp.join(value, 'meta.json')
+        if key.endswith('data_root') and osp.isfile(meta) and value not in found:
+            with open(meta) as f:
+                found[value] = json.load(f)
+    return found
+
+
 def is_finished(work_dir: str, result_name: str = 'result.json') -> bool:
     """Whether :func:`train_and_test` has a cached result in ``work_dir``."""
     return osp.isfile(osp.join(work_dir, result_name))
@@ -180,7 +217,8 @@ def train_and_test(config: str, work_dir: str, metric_key: str, metric_scale: fl
     if force and osp.isdir(work_dir):  # start afresh, not from its checkpoints
         shutil.rmtree(work_dir)
     check_settings(work_dir, dict(config=osp.abspath(config), options=list(options),
-                                  validate=validate))
+                                  validate=validate, config_digest=config_digest(config),
+                                  data=data_fingerprints(options)))
     if is_finished(work_dir, result_name):
         with open(result_path) as f:
             return dict(json.load(f), cached=True)

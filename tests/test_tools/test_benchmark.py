@@ -67,6 +67,30 @@ def test_a_work_dir_of_other_settings_is_refused_not_reused(tmp_path):
         experiments.check_settings(str(tmp_path), dict(settings, options=['randomness.seed=1']))
 
 
+def test_settings_change_with_the_configs_contents_and_the_data(tmp_path):
+    """Editing a base file or a model config a config names, or regenerating its data
+    with other settings, is another run: its cached result is not reused."""
+    from benchmarks import experiments
+    (tmp_path / 'base.py').write_text('lr = 0.1\n')
+    (tmp_path / 'student.py').write_text('width = 8\n')
+    config = tmp_path / 'run.py'
+    config.write_text(f"_base_ = ['./base.py']\nmodel = dict(student={str(tmp_path / 'student.py')!r})\n")
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'meta.json').write_text('{"num_val": 500}')
+    options = [f'train_dataloader.dataset.data_root={data}/']
+    digest = experiments.config_digest(str(config))
+    fingerprint = experiments.data_fingerprints(options)
+    assert fingerprint == {f'{data}/': {'num_val': 500}}
+    (tmp_path / 'base.py').write_text('lr = 0.2\n')
+    assert experiments.config_digest(str(config)) != digest
+    changed = experiments.config_digest(str(config))
+    (tmp_path / 'student.py').write_text('width = 16\n')
+    assert experiments.config_digest(str(config)) != changed
+    (data / 'meta.json').write_text('{"num_val": 3000}')
+    assert experiments.data_fingerprints(options) != fingerprint
+
+
 def test_options_that_cannot_pass_a_command_line_are_refused():
     assert matrix.option_strings({'a.b': [3], 'c': 'data/x/'}) == ['a.b=[3]', 'c=data/x/']
     with pytest.raises(ValueError, match='spaces, commas or quotes'):
