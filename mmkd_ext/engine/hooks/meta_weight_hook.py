@@ -1,12 +1,10 @@
 """MetaWeightHook: the bi-level update of MMKD's weight networks."""
 import copy
 import logging
-import random
 import time
 from contextlib import contextmanager
 from typing import Optional
 
-import numpy as np
 import torch
 from mmengine.dataset import ConcatDataset
 from mmengine.dist import get_rank, get_world_size
@@ -21,7 +19,7 @@ from mmkd_ext.registry import HOOKS
 from mmkd_ext.utils.batch_stats import reestimate_batch_norm_statistics
 from mmkd_ext.utils.dist_utils import average_gradients, gather_rows
 from .base import WeightingTrainerHook
-from .random_state import capture_random_state, restore_random_state
+from .random_state import capture_random_state, restore_random_state, seed_host_generators
 
 
 @contextmanager
@@ -42,9 +40,7 @@ def isolated_random_state(seed: int):
     seeded from ``seed`` inside the block, so extra data loading (with random
     augmentation) draws reproducibly and leaves training's streams as they were."""
     with preserved_random_state():
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.default_generator.manual_seed(seed)
+        seed_host_generators(seed)
         yield
 
 

@@ -57,13 +57,19 @@ def restore_random_state(state: dict) -> None:
                   level=logging.WARNING)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed this process's Python, NumPy (legacy global) and torch generators (the
-    CPU one and every CUDA device's) from ``seed``, as MMEngine's ``set_random_seed``
-    does when the runner is built."""
+def seed_host_generators(seed: int) -> None:
+    """Seed this process's Python, NumPy (legacy global) and torch CPU generators
+    from ``seed``."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)
+
+
+def seed_everything(seed: int) -> None:
+    """:func:`seed_host_generators` and every CUDA device's generator, as MMEngine's
+    ``set_random_seed`` does when the runner is built."""
+    seed_host_generators(seed)
+    torch.cuda.manual_seed_all(seed)
 
 
 class _RestoreAfterSkipping:
