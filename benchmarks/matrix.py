@@ -12,6 +12,7 @@ import os
 import os.path as osp
 import queue
 import statistics
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -176,7 +177,6 @@ def teacher_diagnostics(name: str, task: Task, settings: Settings, root: str,
                    **task.checkpoint_options(task.teacher_files(osp.join(task_root, 'teachers'))),
                    **settings.extra_options}
         print(f'[benchmark] {name}: teacher diagnostics ({out_dir})', flush=True)
-        import sys
         try:
             experiments.run_logged(
                 [sys.executable, 'tools/analysis/teacher_diagnostics.py',

@@ -120,27 +120,22 @@ def test_classification_scores_equal_tools_test_and_the_per_sample_pass(
     assert report['scores'][names[0]]['accuracy/top1'] == pytest.approx(expected)
 
 
-def test_detection_diagnostics_on_shapes_coco(tmp_path_factory, det_teacher_dir):
-    root = tiny_dataset(tmp_path_factory, 'detection', 4)
-    cfg = Config.fromfile(DEMO_TASKS['detection'].distill_config('aver'))
-    cfg.merge_from_dict(det_kd_overrides(root, det_teacher_dir))
+@pytest.mark.parametrize('task, overrides, teacher_dir, images, metric, view', [
+    ('detection', det_kd_overrides, 'det_teacher_dir', 4, 'coco/bbox_mAP',
+     'DenseDetectionView'),
+    ('segmentation', seg_kd_overrides, 'seg_teacher_dir', 2, 'mIoU', 'SegmentationView'),
+])
+def test_dense_diagnostics_on_the_demo_pools(task, overrides, teacher_dir, images, metric,
+                                             view, tmp_path_factory, request):
+    root = tiny_dataset(tmp_path_factory, task, images)
+    cfg = Config.fromfile(DEMO_TASKS[task].distill_config('aver'))
+    cfg.merge_from_dict(overrides(root, request.getfixturevalue(teacher_dir)))
     cfg.merge_from_dict({'val_dataloader.batch_size': 2})
     report = diagnose_teachers(cfg, max_batches=1, progress=False)
     check_report(report, 2)
-    assert report['num_samples'] == 2 and report['metric'] == 'coco/bbox_mAP'
-    assert report['task_view'] == 'DenseDetectionView'
+    assert report['num_samples'] == 2 and report['metric'] == metric
+    assert report['task_view'] == view
     assert report['per_sample']['accuracy'] is None
-
-
-def test_segmentation_diagnostics_on_cityscapes_streets(tmp_path_factory, seg_teacher_dir):
-    root = tiny_dataset(tmp_path_factory, 'segmentation', 2)
-    cfg = Config.fromfile(DEMO_TASKS['segmentation'].distill_config('aver'))
-    cfg.merge_from_dict(seg_kd_overrides(root, seg_teacher_dir))
-    cfg.merge_from_dict({'val_dataloader.batch_size': 2})
-    report = diagnose_teachers(cfg, max_batches=1, progress=False)
-    check_report(report, 2)
-    assert report['num_samples'] == 2 and report['metric'] == 'mIoU'
-    assert report['task_view'] == 'SegmentationView'
 
 
 def test_val_boxes_loaded_after_the_resize_are_scaled_to_the_input():
