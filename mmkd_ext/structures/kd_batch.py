@@ -37,6 +37,8 @@ class KDBatch:
         teacher_features: K lists of L features ``[B, C_t, *]``.
         adapted_features: K lists of L adapted student maps, aligned to the teacher.
         data_samples: the batch's data samples.
+        teacher_heads: the K teachers' raw head outputs (the task view's
+            structure, batch first), as the step computed them.
     """
     student_logits: torch.Tensor
     teacher_logits: torch.Tensor
@@ -48,6 +50,7 @@ class KDBatch:
     teacher_features: List[List[torch.Tensor]] = field(default_factory=list)
     adapted_features: List[List[torch.Tensor]] = field(default_factory=list)
     data_samples: Optional[list] = None
+    teacher_heads: Optional[list] = None
 
     def detached(self) -> 'KDBatch':
         """A copy with every tensor detached (what hooks keep after a step)."""
@@ -67,11 +70,20 @@ class KDStep:
     """What the last training step computed, kept (detached) for training hooks.
 
     Attributes:
-        batch: the step's :class:`KDBatch`, detached.
+        batch: the step's :class:`KDBatch`, detached (without ``teacher_heads``
+            unless the teachers' outputs are retained).
         weights: the teacher weights used in the step, detached.
+        inputs: ``[B, C, H, W]``, the step's preprocessed student inputs; only when
+            the distiller's ``retain_teacher_outputs`` is set (else None).
+        teacher_outputs: ``(heads, maps)``, the teachers' outputs on ``inputs`` as
+            :meth:`~mmkd_ext.models.distillers.TeacherPool.run` returns them; only
+            when retained (else None). A hook that reads them may set this to None
+            once done, so they are not kept during the next step.
     """
     batch: 'KDBatch'
     weights: 'TeacherWeights'
+    inputs: Optional[torch.Tensor] = None
+    teacher_outputs: Optional[tuple] = None
 
 
 @dataclass

@@ -21,7 +21,9 @@ class DistillerContract(Protocol):
     Read after a training step:
 
     - ``last_step``: the last real training step's batch and weights, detached
-      (:class:`~mmkd_ext.structures.KDStep`); look-ahead passes leave it alone.
+      (:class:`~mmkd_ext.structures.KDStep`); look-ahead passes leave it alone. With
+      ``retain_teacher_outputs`` set (a hook sets it), it also holds the step's
+      preprocessed inputs and the teachers' outputs on them.
     - ``step_health``: the step's finite check (:class:`StepHealth`):
       ``step_health.skipped`` (the step was non-finite and skipped; hooks that learn
       from the step return early) and ``step_health.non_finite_terms`` (the bad
@@ -31,12 +33,15 @@ class DistillerContract(Protocol):
 
     - ``step_health.set_non_finite_policy('skip' | 'raise')``: the one way to change
       what a non-finite step does.
-    - ``lookahead()``: a context for passes that are not training steps (MMKD's
-      unrolled steps): teachers run once per input batch, ``last_step`` and the
-      step's health are left as the last real step set them; ``in_lookahead`` is
-      True inside it.
+    - ``lookahead(teacher_outputs=None)``: a context for passes that are not training
+      steps (MMKD's unrolled steps): teachers run once per input batch (not at all
+      for the batch of ``teacher_outputs``, ``(inputs, (heads, maps))``), ``last_step``
+      and the step's health are left as the last real step set them;
+      ``in_lookahead`` is True inside it.
     - ``forward(inputs, data_samples, mode='distill')``: the weighted distillation
-      losses alone (``loss_kd``, ``loss_feat``), for look-ahead passes.
+      losses alone (``loss_kd``, ``loss_feat``), for look-ahead passes;
+      ``mode='distill_terms'``: the per-sample terms and the weights apart,
+      ``(KDBatch, TeacherWeights)``.
     - ``per_sample_distill_losses(batch, weights)``: ``{'loss_kd': [B],
       'loss_feat': [B]}``, each sample's weighted terms (MTKD-RL's reward).
 
@@ -49,12 +54,13 @@ class DistillerContract(Protocol):
     data_preprocessor: nn.Module
     last_step: Optional[KDStep]
     step_health: StepHealth
+    retain_teacher_outputs: bool
 
     @property
     def in_lookahead(self) -> bool:
         ...
 
-    def lookahead(self) -> ContextManager:
+    def lookahead(self, teacher_outputs: Optional[tuple] = None) -> ContextManager:
         ...
 
     def per_sample_distill_losses(self, batch: KDBatch,

@@ -1,5 +1,6 @@
 """The task-agnostic multi-teacher distiller."""
 import copy
+import dataclasses
 from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -150,6 +151,9 @@ class MultiTeacherDistiller(BaseModel):
                              self.feature_distillation.teacher_channels)
         #: The last training step's batch and weights (detached), for hooks.
         self.last_step: Optional[KDStep] = None
+        #: Keep each training step's inputs and teachers' outputs in
+        #: :attr:`last_step` (set by hooks that reuse them, e.g. MMKD's quiz batches).
+        self.retain_teacher_outputs = False
         self._in_lookahead = False
 
     # ------------------------------------------------------------------ set-up
@@ -180,16 +184,23 @@ class MultiTeacherDistiller(BaseModel):
         return self._in_lookahead
 
     @contextmanager
-    def lookahead(self):
+    def lookahead(self, teacher_outputs: Optional[tuple] = None):
         """For passes that are not training steps (e.g. unrolled meta-learning steps):
         teachers run once per input batch and their outputs are reused, and
         :attr:`last_step` and :attr:`step_health` are left as the last real training
         step set them. Only this context marks a pass as not a real step; nested,
-        the inner one shares the outer one's teacher outputs."""
+        the inner one shares the outer one's teacher outputs.
+
+        Args:
+            teacher_outputs: ``(inputs, (heads, maps))``: the teachers' outputs on
+                the tensor ``inputs``, already known (e.g. kept from a training
+                step); passes on that very tensor use them instead of running the
+                teachers.
+        """
         previous = self._in_lookahead
         self._in_lookahead = True
         try:
-            with self.teacher_pool.reusing_outputs():
+            with self.teacher_pool.reusing_outputs(teacher_outputs):
                 yield
         finally:
             self._in_lookahead = previous
@@ -201,6 +212,8 @@ class MultiTeacherDistiller(BaseModel):
             return self.loss(inputs, data_samples)
         if mode == 'distill':
             return self.distill_only(inputs, data_samples)
+        if mode == 'distill_terms':
+            return self.distill_terms(inputs, data_samples)
         return self.student(inputs, data_samples, mode=mode)
 
     def compute_kd_batch(self, inputs: torch.Tensor, data_samples: list,
@@ -258,7 +271,8 @@ class MultiTeacherDistiller(BaseModel):
             student_features=student_maps,
             teacher_features=teacher_maps,
             adapted_features=adapted,
-            data_samples=data_samples)
+            data_samples=data_samples,
+            teacher_heads=teacher_heads)
         return batch, student_losses
 
     def per_sample_distill_losses(self, batch: KDBatch,
@@ -295,17 +309,35 @@ class MultiTeacherDistiller(BaseModel):
         if not self.in_lookahead:  # a real step
             self.step_health.reduce_and_check(losses, self.training)
             if self.training:
-                self.last_step = KDStep(batch=batch.detached(), weights=weights.detached())
+                self.last_step = self._kd_step(inputs, batch, weights)
             if self.step_health.skipped:  # a loss that changes nothing
                 return {'loss_skipped': StepHealth.zero_loss(self)}
         return losses
+
+    def _kd_step(self, inputs: torch.Tensor, batch: KDBatch,
+                 weights: TeacherWeights) -> KDStep:
+        """The detached record of a training step (with its inputs and teachers'
+        outputs when :attr:`retain_teacher_outputs` is set)."""
+        kept = dataclasses.replace(batch.detached(), teacher_heads=None)
+        if not self.retain_teacher_outputs:
+            return KDStep(batch=kept, weights=weights.detached())
+        return KDStep(batch=kept, weights=weights.detached(), inputs=inputs.detach(),
+                      teacher_outputs=(batch.teacher_heads, batch.teacher_features))
+
+    def distill_terms(self, inputs: torch.Tensor,
+                      data_samples: list) -> Tuple[KDBatch, TeacherWeights]:
+        """``forward(mode='distill_terms')``: the batch's per-sample terms and the
+        weighting's weights, without the student's task losses (its forward runs up
+        to the recorded head); for look-ahead passes that need the terms apart
+        (e.g. MMKD's finite-difference hypergradient)."""
+        batch, _ = self.compute_kd_batch(inputs, data_samples, self.weighting.requires,
+                                         task_losses=False)
+        return batch, self.weighting(batch)
 
     def distill_only(self, inputs: torch.Tensor, data_samples: list) -> Dict[str, torch.Tensor]:
         """``forward(mode='distill')``: the weighted distillation losses alone
         (``loss_kd``, ``loss_feat``), without the student's task losses, log values
         or checks; for look-ahead passes (MMKD's unrolled steps on these terms, see
         :func:`mmkd_ext.engine.optimizers.lookahead.lookahead_task_loss`)."""
-        batch, _ = self.compute_kd_batch(inputs, data_samples, self.weighting.requires,
-                                         task_losses=False)
-        return {k: v.mean() for k, v in
-                self.per_sample_distill_losses(batch, self.weighting(batch)).items()}
+        batch, weights = self.distill_terms(inputs, data_samples)
+        return {k: v.mean() for k, v in self.per_sample_distill_losses(batch, weights).items()}

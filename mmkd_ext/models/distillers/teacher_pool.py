@@ -188,12 +188,20 @@ class TeacherPool:
         return outputs
 
     @contextmanager
-    def reusing_outputs(self):
+    def reusing_outputs(self, known: Optional[tuple] = None):
         """Within the block :meth:`run` runs the teachers once per input tensor and
-        reuses their outputs (look-ahead passes over the same batch)."""
+        reuses their outputs (look-ahead passes over the same batch).
+
+        Args:
+            known: ``(inputs, (heads, maps))``, outputs already computed for the
+                tensor ``inputs`` (they must be the teachers' outputs on it).
+        """
         previous = self._cache
         if previous is None:
             self._cache = {}
+        if known is not None:
+            inputs, outputs = known
+            self._cache[id(inputs)] = (inputs, outputs)
         try:
             yield
         finally:
