@@ -3,7 +3,7 @@ import copy
 import logging
 import time
 from contextlib import contextmanager
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from mmengine.dataset import ConcatDataset
@@ -11,7 +11,8 @@ from mmengine.dist import get_rank, get_world_size
 from mmengine.logging import print_log
 from mmengine.registry import OPTIMIZERS
 
-from mmkd_ext.engine.optimizers.lookahead import lookahead_task_loss, mirror_optimizer
+from mmkd_ext.engine.optimizers.hypergradient import APPROXIMATIONS, check_mode, meta_objective
+from mmkd_ext.engine.optimizers.lookahead import mirror_optimizer
 from mmkd_ext.engine.optimizers.second_order import (SecondOrderError, SecondOrderReport,
                                                      is_second_order_error)
 from mmkd_ext.models.weighting.meta_weight_net import MetaWeightNet
@@ -19,6 +20,7 @@ from mmkd_ext.registry import HOOKS
 from mmkd_ext.utils.batch_stats import reestimate_batch_norm_statistics
 from mmkd_ext.utils.dist_utils import average_gradients, gather_rows
 from .base import WeightingTrainerHook
+from .quiz_cache import QuizCache
 from .random_state import capture_random_state, restore_random_state, seed_host_generators
 
 
@@ -58,14 +60,30 @@ class MetaWeightHook(WeightingTrainerHook):
        steps on the weighted distillation terms, then ``inner_ce_steps`` on the task
        loss, mirroring the student optimizer (SGD, Adam or AdamW) with its current
        hyper-parameters and state (momentum buffers, moments, step count);
-    3. back-propagate the task loss of the stepped student on the quiz batch through
-       the unrolled steps to the weight networks (the exact hypergradient) and take
-       one step of the meta optimizer (Adam by default).
+    3. take the hypergradient of the stepped student's task loss on the quiz batch
+       with respect to the weight networks and one step of the meta optimizer (Adam
+       by default).
 
-    Steps 2-3's objective is
-    :func:`~mmkd_ext.engine.optimizers.lookahead.lookahead_task_loss` (with the
-    optimizer mirrors of that module); the networks are
-    :class:`~mmkd_ext.models.weighting.MetaWeightNet`.
+    ``hypergradient`` chooses how step 3 differentiates through step 2
+    (:mod:`~mmkd_ext.engine.optimizers.hypergradient`): ``'exact'`` back-propagates
+    through every unrolled step (second derivatives); ``'first_order_task'`` takes
+    the task-loss steps first-order; ``'finite_difference'`` takes no second
+    derivative (DARTS-style: first-order steps, the outer gradient carried back
+    through the optimizer's update rule, the mixed derivative as a central
+    difference). The log says at the start what a mode other than ``'exact'``
+    approximates. The networks are :class:`~mmkd_ext.models.weighting.MetaWeightNet`.
+
+    No teacher runs twice on a sample: when the quiz batch is the current batch, the
+    training step's inputs and teachers' outputs are reused; a sample entering the
+    hard buffer is kept with its inputs (as augmented in that step), data sample and
+    teachers' outputs, up to ``quiz_cache_mb`` MiB (:class:`QuizCache`). A quiz batch
+    whose samples are all kept (with inputs of one shape) is assembled from them;
+    otherwise its samples are loaded again through the train pipeline and the
+    teachers run on them. The kept samples are dropped whenever a checkpoint is
+    saved, so a resumed run continues exactly as an uninterrupted one (and never
+    sees teachers' outputs from before the resume). In distributed runs a rank keeps
+    the samples of its own batches. Logged: ``meta_quiz_reused`` (the share of
+    quiz batches assembled without running the teachers).
 
     The nets' inputs (student logits and features) are detached, as in MMKD, so
     the hypergradient flows through the weights they output, not through how their
@@ -128,13 +146,20 @@ class MetaWeightHook(WeightingTrainerHook):
                  inner_ce_steps: int = 1,
                  optimizer: dict = dict(type='Adam', lr=1e-3, weight_decay=1e-4),
                  seed: int = 0,
-                 precise_bn_batches: int = 128):
+                 precise_bn_batches: int = 128,
+                 hypergradient: str = 'exact',
+                 quiz_cache_mb: float = 256):
         if interval < 1 or inner_kd_steps < 0 or inner_ce_steps < 0 or precise_bn_batches < 0:
             raise ValueError('interval must be >= 1 and the inner step and precise_bn_batches '
                              'counts >= 0.')
         if use_hard_buffer and quiz_batch_size > buffer_size:
             raise ValueError(f'quiz_batch_size ({quiz_batch_size}) exceeds buffer_size '
                              f'({buffer_size}).')
+        check_mode(hypergradient)
+        if quiz_cache_mb < 0:
+            raise ValueError(f'quiz_cache_mb must be >= 0 (got {quiz_cache_mb}).')
+        self.hypergradient_mode = hypergradient
+        self.cache = QuizCache(int(quiz_cache_mb * 2**20))
         self.interval = interval
         self.buffer_size = buffer_size
         self.quiz_batch_size = quiz_batch_size
@@ -170,6 +195,12 @@ class MetaWeightHook(WeightingTrainerHook):
                 f'{self.quiz_batch_size} samples each from one hard buffer, which needs '
                 f'buffer_size >= {quiz_blocks} (got {self.buffer_size}); raise buffer_size.')
         self.check_student_supported(model, runner.optim_wrapper)
+        model.retain_teacher_outputs = True
+        self.cache.clear()
+        if self.hypergradient_mode != 'exact':
+            print_log(f'MetaWeightHook: hypergradient={self.hypergradient_mode!r} '
+                      f'approximates {APPROXIMATIONS[self.hypergradient_mode]}.',
+                      logger='current', level=logging.WARNING)
         if getattr(runner.optim_wrapper, 'clip_grad_kwargs', None):
             print_log('MetaWeightHook: the look-ahead steps do not clip gradients as the '
                       "student's optim_wrapper does.", logger='current', level=logging.WARNING)
@@ -211,18 +242,20 @@ class MetaWeightHook(WeightingTrainerHook):
         with preserved_random_state():
             data = self._preprocess(model, data_batch)
             with model.weighting.learning():
-                outer = self.lookahead_task_loss(model, optimizer, data['inputs'],
-                                                 data['data_samples'])
+                _, surrogate = self.meta_objective(model, optimizer, data['inputs'],
+                                                   data['data_samples'])
                 nets = [p for p in model.weighting.parameters() if p.requires_grad]
-                if outer.requires_grad:
+                if surrogate.requires_grad:
                     self._backward(
-                        lambda: torch.autograd.grad(outer, nets, allow_unused=True))
+                        lambda: torch.autograd.grad(surrogate, nets, allow_unused=True))
 
     # ------------------------------------------------------------ every step
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         model = self.distiller(runner)
         if not model.step_health.skipped:  # a non-finite step is skipped
             self._learn(runner, model, data_batch)
+        if model.last_step is not None:  # not kept during the next step
+            model.last_step.inputs = model.last_step.teacher_outputs = None
         if runner.iter + 1 >= runner.max_iters and self.precise_bn_batches:
             self.reestimate_student_statistics(model, runner.train_dataloader)
 
@@ -283,16 +316,42 @@ class MetaWeightHook(WeightingTrainerHook):
         In distributed runs the step's samples of every rank are gathered, so all
         ranks hold the same buffer (and draw the same random numbers)."""
         indices = self._sample_indices(data_batch)
+        offset = self._local_offset(len(indices))  # this rank's rows in gathered ones
         free = self.buffer_size - len(self.buffer)
         if free > 0:
             self.buffer = torch.cat([self.buffer, gather_rows(indices)[:free]])
-            return
-        batch = model.last_step.batch
-        hard = model.task_view.hard_samples(batch.student_logits, batch.data_samples).cpu()
-        rows = gather_rows(torch.stack([indices, hard.long()], dim=1))
-        for index in rows[rows[:, 1].bool(), 0]:
-            slot = torch.randint(self.buffer_size, (1, ), generator=self.generator)
-            self.buffer[slot] = index
+            local = list(range(min(len(indices), max(free - offset, 0))))
+        else:
+            batch = model.last_step.batch
+            hard = model.task_view.hard_samples(batch.student_logits,
+                                                batch.data_samples).cpu()
+            rows = gather_rows(torch.stack([indices, hard.long()], dim=1))
+            for index in rows[rows[:, 1].bool(), 0]:
+                slot = torch.randint(self.buffer_size, (1, ), generator=self.generator)
+                self.buffer[slot] = index
+            local = hard.nonzero().flatten().tolist()
+        self._keep_samples(model, indices, local)
+
+    @staticmethod
+    def _local_offset(count: int) -> int:
+        """The number of gathered rows before this rank's (0 in a single process)."""
+        if get_world_size() == 1:
+            return 0
+        sizes = gather_rows(torch.tensor([count]))
+        return int(sizes[:get_rank()].sum())
+
+    def _keep_samples(self, model, indices: torch.Tensor, rows: list) -> None:
+        """Keep rows ``rows`` of the step's batch in the quiz cache, drop the samples
+        that left the buffer."""
+        step = model.last_step
+        if step.teacher_outputs is not None and rows:
+            self.cache.put_batch(indices[rows].tolist(), rows, step.inputs,
+                                 step.batch.data_samples, step.teacher_outputs)
+            if self.cache.refused:
+                print_log(f'MetaWeightHook: quiz samples are loaded again: '
+                          f'{self.cache.refused}.', logger='current', level=logging.WARNING)
+                self.cache.max_bytes, self.cache.refused = 0, None
+        self.cache.keep_only(self.buffer.tolist())
 
     @staticmethod
     def _preprocess(model, data_batch: dict) -> dict:
@@ -304,36 +363,58 @@ class MetaWeightHook(WeightingTrainerHook):
         return model.data_preprocessor(dict(data_batch, data_samples=copy.deepcopy(samples)),
                                        True)
 
-    def _quiz_batch(self, model, data_batch: dict) -> dict:
+    def _quiz_batch(self, model, data_batch: dict) -> Tuple[dict, Optional[tuple]]:
         """``quiz_batch_size`` samples from the hard buffer (the current batch while it
-        holds fewer). Rank ``r`` takes the ``r``-th block of one shared draw."""
+        holds fewer), and the teachers' outputs on them when known: ``(data,
+        (inputs, (heads, maps)) or None)``. Rank ``r`` takes the ``r``-th block of one
+        shared draw."""
         if not self.use_hard_buffer or len(self.buffer) < self.quiz_batch_size * get_world_size():
-            return self._preprocess(model, data_batch)
+            step = model.last_step
+            if step is not None and step.teacher_outputs is not None:  # the step's own
+                data = dict(inputs=step.inputs,
+                            data_samples=copy.deepcopy(step.batch.data_samples))
+                return data, (step.inputs, step.teacher_outputs)
+            return self._preprocess(model, data_batch), None
         order = torch.randperm(len(self.buffer), generator=self.generator)
         start = get_rank() * self.quiz_batch_size  # buffer_size >= Q * world_size
         picked = self.buffer[order[start:start + self.quiz_batch_size]].tolist()
         seed = int(torch.randint(2**31 - 1, (1, ), generator=self.generator))
+        kept = self.cache.batch(picked)
+        if kept is not None:
+            inputs, samples, outputs = kept  # on the training device, as kept
+            return dict(inputs=inputs, data_samples=samples), (inputs, outputs)
         with isolated_random_state(seed + get_rank()):
             data = self._collate([self._dataset[i] for i in picked])
-        return model.data_preprocessor(data, True)
+        return model.data_preprocessor(data, True), None
 
     def _meta_step(self, runner, model, data_batch: dict) -> float:
-        data = self._quiz_batch(model, data_batch)
+        data, teacher_outputs = self._quiz_batch(model, data_batch)
+        runner.message_hub.update_scalar('train/meta_quiz_reused',
+                                         float(teacher_outputs is not None))
         self.meta_optimizer.zero_grad(set_to_none=True)
         outer = self.hypergradient(model, runner.optim_wrapper.optimizer,
-                                   data['inputs'], data['data_samples'])
+                                   data['inputs'], data['data_samples'], teacher_outputs)
         average_gradients(model.weighting.parameters())
         self.meta_optimizer.step()
         self.meta_optimizer.zero_grad(set_to_none=True)
         return outer
 
     def hypergradient(self, model, optimizer: torch.optim.Optimizer,
-                      inputs: torch.Tensor, data_samples: list) -> float:
-        """Accumulate d(outer loss)/d(net parameters) into the nets' ``.grad``;
-        returns the outer loss."""
+                      inputs: torch.Tensor, data_samples: list,
+                      teacher_outputs: Optional[tuple] = None) -> float:
+        """Accumulate the hypergradient (of :attr:`hypergradient_mode`) into the nets'
+        ``.grad``; returns the outer loss.
+
+        Args:
+            inputs: ``[Q, C, H, W]``, the preprocessed quiz batch.
+            teacher_outputs: ``(inputs, (heads, maps))`` when the teachers' outputs on
+                ``inputs`` are known.
+        """
         with model.weighting.learning():
-            outer = self.lookahead_task_loss(model, optimizer, inputs, data_samples)
-            self._backward(outer.backward)
+            outer, surrogate = self.meta_objective(model, optimizer, inputs, data_samples,
+                                                   teacher_outputs)
+            if surrogate.requires_grad:
+                self._backward(surrogate.backward)
         return outer.item()
 
     @staticmethod
@@ -352,19 +433,28 @@ class MetaWeightHook(WeightingTrainerHook):
                 "Fix: replace the op in the student's config (mmkd_ext substitutes "
                 "mmcv's RoIAlign, focal loss and deformable attention and torch's "
                 'hardsigmoid and fused attention kernels: '
-                'mmkd_ext.engine.optimizers.second_order.SUBSTITUTES), '
+                'mmkd_ext.engine.optimizers.second_order.SUBSTITUTES), set '
+                "hypergradient='finite_difference' (no second derivative), "
                 'or distil this student with a weighting that does not differentiate '
                 'through its steps (e.g. configs/_base_/methods/aver.py).') from error
 
-    def lookahead_task_loss(self, model, optimizer: torch.optim.Optimizer,
-                            inputs: torch.Tensor, data_samples: list) -> torch.Tensor:
-        """MMKD's outer objective with the hook's inner step counts
-        (:func:`~mmkd_ext.engine.optimizers.lookahead.lookahead_task_loss`)."""
-        return lookahead_task_loss(model, optimizer, inputs, data_samples,
-                                   self.inner_kd_steps, self.inner_ce_steps,
-                                   report=self.second_order)
+    def meta_objective(self, model, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
+                       data_samples: list, teacher_outputs: Optional[tuple] = None,
+                       mode: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(outer loss, surrogate)`` of MMKD's objective with the hook's inner step
+        counts; the surrogate's gradient is the hypergradient of ``mode`` (the hook's
+        by default; :func:`~mmkd_ext.engine.optimizers.hypergradient.meta_objective`)."""
+        return meta_objective(mode or self.hypergradient_mode, model, optimizer, inputs,
+                              data_samples, self.inner_kd_steps, self.inner_ce_steps,
+                              report=self.second_order, teacher_outputs=teacher_outputs)
 
     # ------------------------------------------------------------ checkpoints
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Save the hook's state; drop the kept quiz samples (not in checkpoints), so
+        that a run resumed from this checkpoint continues as this one does."""
+        super().before_save_checkpoint(runner, checkpoint)
+        self.cache.clear()
+
     def state_dict(self) -> dict:
         return dict(optimizer=self.meta_optimizer.state_dict(), buffer=self.buffer.clone(),
                     generator=self.generator.get_state(), meta_seconds=self.meta_seconds,

@@ -1,3 +1,5 @@
+from .hypergradient import (APPROXIMATIONS, HYPERGRADIENT_MODES,
+                            finite_difference_objective, meta_objective)
 from .lookahead import (AdamMirror, OptimizerMirror, SGDMirror, differentiable_steps,
                         lookahead_task_loss, mirror_optimizer)
 from .second_order import (SUBSTITUTES, SecondOrderAudit, SecondOrderError, SecondOrderReport,
@@ -6,4 +8,5 @@ from .second_order import (SUBSTITUTES, SecondOrderAudit, SecondOrderError, Seco
 __all__ = ['OptimizerMirror', 'SGDMirror', 'AdamMirror', 'mirror_optimizer',
            'differentiable_steps', 'lookahead_task_loss', 'SUBSTITUTES', 'Substitute',
            'twice_differentiable_ops', 'SecondOrderAudit', 'SecondOrderReport',
-           'SecondOrderError']
+           'SecondOrderError', 'HYPERGRADIENT_MODES', 'APPROXIMATIONS', 'meta_objective',
+           'finite_difference_objective']

@@ -142,17 +142,24 @@ def differentiable_steps(params: Params, buffers: Params,
                          loss_fn: Callable[[Params], torch.Tensor],
                          optimizer: OptimizerMirror, num_steps: int,
                          audit: Optional[SecondOrderAudit] = None,
-                         stage: str = TASK_LOSS) -> Params:
+                         stage: str = TASK_LOSS, second_order: bool = True) -> Params:
     """``num_steps`` optimizer steps on ``loss_fn(tensors)`` from ``params``,
     differentiable w.r.t. anything ``loss_fn`` depends on (create_graph).
 
     With an ``audit``, each step's graph is checked for ops without a second
     derivative (:meth:`SecondOrderAudit.check`): a ``TASK_LOSS`` step with one is
-    taken first-order, a ``DISTILLATION`` step is refused."""
+    taken first-order, a ``DISTILLATION`` step is refused. ``second_order=False``
+    takes every step first-order (gradients detached: the steps' curvature is
+    dropped, the new parameters still depend on the old ones)."""
     for step in range(num_steps):
         loss = loss_fn({**params, **buffers})
         names = list(params)
         inputs = [params[n] for n in names]
+        if not second_order:
+            grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+            params = optimizer.step(params, {n: g for n, g in zip(names, grads)
+                                             if g is not None})
+            continue
         try:
             grads = torch.autograd.grad(loss, inputs, create_graph=True, allow_unused=True)
         except RuntimeError as error:
@@ -200,7 +207,9 @@ def _student_tensors(tensors: Params) -> Params:
 def lookahead_task_loss(distiller: nn.Module, optimizer: torch.optim.Optimizer,
                         inputs: torch.Tensor, data_samples: list, kd_steps: int,
                         task_steps: int,
-                        report: Optional[SecondOrderReport] = None) -> torch.Tensor:
+                        report: Optional[SecondOrderReport] = None,
+                        task_steps_second_order: bool = True,
+                        teacher_outputs: Optional[tuple] = None) -> torch.Tensor:
     """MMKD's outer objective: the student's task loss on a (quiz) batch after
     unrolled steps from the live student (and adapters), differentiable with respect
     to the weighting's networks.
@@ -210,7 +219,8 @@ def lookahead_task_loss(distiller: nn.Module, optimizer: torch.optim.Optimizer,
     2. then ``task_steps`` steps on the student's task loss;
 
     each a step of the live ``optimizer``'s mirror (its current hyper-parameters and
-    state). Runs inside ``distiller.weighting.learning()`` and
+    state); ``task_steps_second_order=False`` takes the task-loss steps first-order
+    (their curvature dropped: the hypergradient passes them as the identity). Runs inside ``distiller.weighting.learning()`` and
     ``distiller.lookahead()`` (the teachers run once for the batch; the distiller's
     last step is untouched). The live parameters, buffers (cloned) and optimizer
     state are not written.
@@ -225,6 +235,8 @@ def lookahead_task_loss(distiller: nn.Module, optimizer: torch.optim.Optimizer,
 
     Args:
         inputs: ``[B, C, H, W]``, the preprocessed quiz batch.
+        teacher_outputs: ``(inputs, (heads, maps))``, the teachers' outputs on
+            ``inputs`` when already known (the teachers do not run then).
 
     Returns:
         The scalar outer loss; its backward sends the hypergradient to the nets.
@@ -245,13 +257,14 @@ def lookahead_task_loss(distiller: nn.Module, optimizer: torch.optim.Optimizer,
                       mode='loss')
         return sum_losses(losses)
 
-    with distiller.weighting.learning(), distiller.lookahead(), \
+    with distiller.weighting.learning(), distiller.lookahead(teacher_outputs), \
             twice_differentiable_ops() as substituted:
         try:
             params = differentiable_steps(params, buffers, distill_loss, mirror, kd_steps,
                                           audit, DISTILLATION)
             params = differentiable_steps(params, buffers, task_loss, mirror, task_steps,
-                                          audit, TASK_LOSS)
+                                          audit, TASK_LOSS,
+                                          second_order=task_steps_second_order)
             outer = task_loss({**params, **buffers})
         finally:
             report.update(substituted, audit)

@@ -556,7 +556,10 @@ class SecondOrderAudit:
                 'substitute in mmkd_ext.engine.optimizers.second_order.SUBSTITUTES. '
                 "The weight networks' hypergradient flows through this step, so it "
                 "cannot be taken first-order. Fix: replace the op in the student's "
-                'config, add a Substitute for it, or distil this student with a weighting '
+                "config, add a Substitute for it, set the hook's "
+                "hypergradient='finite_difference' (no second derivative; see "
+                'mmkd_ext.engine.optimizers.hypergradient), or distil this student with a '
+                'weighting '
                 'that does not differentiate through its steps (e.g. '
                 'configs/_base_/methods/aver.py).')
         self.first_order.setdefault(name, [])

@@ -364,7 +364,7 @@ def test_cuda_focal_loss_path_gives_the_finite_difference_hypergradient(
         for shift in (eps, -2 * eps):
             with torch.no_grad():
                 param[index] += shift
-            values.append(hook.lookahead_task_loss(model, optimizer, inputs, samples).item())
+            values.append(hook.meta_objective(model, optimizer, inputs, samples)[0].item())
         with torch.no_grad():
             param[index] += eps
         numeric.append((values[0] - values[1]) / (2 * eps))
@@ -448,8 +448,15 @@ def test_probe_refuses_a_distillation_step_without_second_derivative(two_teacher
     model.student.backbone.register_forward_hook(
         lambda module, args, out: tuple(OnceDifferentiableSquare.apply(x) for x in out))
     with pytest.raises(SecondOrderError, match=r'distillation step 1 of 2 \(inner_kd_steps\).*'
-                       r'OnceDifferentiableSquare.*Fix:'):
+                       r'OnceDifferentiableSquare.*Fix:.*finite_difference'):
         MetaWeightHook().probe(model, optimizer, raw_batch())
+    # The finite-difference hypergradient takes no second derivative: it runs.
+    hook = MetaWeightHook(hypergradient='finite_difference')
+    hook.probe(model, optimizer, raw_batch())
+    batch = hook._preprocess(model, raw_batch())
+    hook.hypergradient(model, optimizer, batch['inputs'], batch['data_samples'])
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+               for p in model.weighting.parameters())
 
 
 # ----------------------------------------------- zoo detectors through the Runner

@@ -1,0 +1,135 @@
+"""The hard buffer's samples as the training steps saw them, for MMKD's quiz batches."""
+import copy
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+
+def split_rows(tree: Any, batch_size: int) -> List[Any]:
+    """``batch_size`` copies of a nested list/tuple/dict of batch-first tensors, the
+    ``i``-th holding row ``i`` of every tensor (cloned, so that a row does not keep
+    its batch's storage alive). Non-tensor leaves are shared.
+
+    Raises:
+        ValueError: a tensor's first dimension is not ``batch_size``.
+    """
+    if isinstance(tree, (list, tuple)):
+        parts = [split_rows(v, batch_size) for v in tree]
+        return [type(tree)(p[i] for p in parts) for i in range(batch_size)]
+    if isinstance(tree, dict):
+        parts = {k: split_rows(v, batch_size) for k, v in tree.items()}
+        return [{k: p[i] for k, p in parts.items()} for i in range(batch_size)]
+    if isinstance(tree, torch.Tensor):
+        if tree.dim() == 0 or tree.shape[0] != batch_size:
+            raise ValueError(f'a tensor of shape {tuple(tree.shape)} is not batch-first '
+                             f'(batch of {batch_size})')
+        return [row.clone() for row in tree.unbind(0)]
+    return [tree] * batch_size
+
+
+def stack_rows(rows: Sequence[Any]) -> Any:
+    """The inverse of :func:`split_rows`: rows stacked into batch-first tensors."""
+    first = rows[0]
+    if isinstance(first, (list, tuple)):
+        return type(first)(stack_rows([r[i] for r in rows]) for i in range(len(first)))
+    if isinstance(first, dict):
+        return {k: stack_rows([r[k] for r in rows]) for k in first}
+    if isinstance(first, torch.Tensor):
+        return torch.stack(list(rows))
+    return first
+
+
+def tree_bytes(tree: Any) -> int:
+    """The bytes of the tensors in a nested list/tuple/dict."""
+    if isinstance(tree, (list, tuple)):
+        return sum(tree_bytes(v) for v in tree)
+    if isinstance(tree, dict):
+        return sum(tree_bytes(v) for v in tree.values())
+    if isinstance(tree, torch.Tensor):
+        return tree.numel() * tree.element_size()
+    return 0
+
+
+class QuizCache:
+    """Hard-buffer samples with their preprocessed (augmented) inputs, data samples
+    and teachers' outputs, as a training step computed them, under a memory cap.
+
+    Keyed by dataset index. A sample is stored when it enters the hard buffer
+    (:meth:`put_batch`, from the training step's retained outputs); one that does not
+    fit under ``max_bytes`` is not stored and is reloaded through the pipeline (and
+    its teachers run) when quizzed. Entries of samples that left the buffer are
+    dropped (:meth:`keep_only`). An input and its teachers' outputs always come from
+    the same step, so they never disagree.
+
+    Args:
+        max_bytes: the cap on the stored tensors' bytes; 0 stores nothing.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self.entries: Dict[int, Tuple[torch.Tensor, Any, Any, int]] = {}
+        self.bytes = 0
+        #: Why the last batch could not be cached (None if it could), for the log.
+        self.refused: Optional[str] = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, index: int) -> bool:
+        return index in self.entries
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.bytes = 0
+
+    def _drop(self, index: int) -> None:
+        entry = self.entries.pop(index, None)
+        if entry is not None:
+            self.bytes -= entry[3]
+
+    def put_batch(self, indices: Sequence[int], rows: Sequence[int], inputs: torch.Tensor,
+                  data_samples: list, teacher_outputs: tuple) -> int:
+        """Store rows ``rows`` of a training step's batch as the samples ``indices``;
+        returns how many were stored.
+
+        Args:
+            inputs: ``[B, C, H, W]``, the step's preprocessed inputs.
+            teacher_outputs: ``(heads, maps)`` of the step's teachers on ``inputs``.
+        """
+        if not self.max_bytes or not len(rows):
+            return 0
+        try:
+            outputs = split_rows(teacher_outputs, len(inputs))
+        except ValueError as error:
+            self.refused = f'the teachers\' outputs cannot be split by sample: {error}'
+            return 0
+        stored = 0
+        for index, row in zip(indices, rows):
+            self._drop(index)
+            entry_input = inputs[row].clone()
+            size = tree_bytes(outputs[row]) + tree_bytes(entry_input)
+            if self.bytes + size > self.max_bytes:
+                continue
+            self.entries[index] = (entry_input, data_samples[row], outputs[row], size)
+            self.bytes += size
+            stored += 1
+        return stored
+
+    def keep_only(self, indices: Sequence[int]) -> None:
+        """Drop the entries of samples not in ``indices`` (those left the buffer)."""
+        keep = set(indices)
+        for index in [i for i in self.entries if i not in keep]:
+            self._drop(index)
+
+    def batch(self, indices: Sequence[int]) -> Optional[Tuple[torch.Tensor, list, tuple]]:
+        """``(inputs [Q, C, H, W], data_samples, (heads, maps))`` of the samples
+        ``indices`` when every one is stored with inputs of one shape; else None.
+        The data samples are copies."""
+        entries = [self.entries.get(i) for i in indices]
+        if not entries or any(e is None for e in entries):
+            return None
+        if len({tuple(e[0].shape) for e in entries}) > 1:
+            return None
+        inputs = torch.stack([e[0] for e in entries])
+        samples = [copy.deepcopy(e[1]) for e in entries]
+        return inputs, samples, stack_rows([e[2] for e in entries])

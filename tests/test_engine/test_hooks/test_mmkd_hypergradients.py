@@ -1,0 +1,220 @@
+"""MMKD's cheaper hypergradients and its reuse of the teachers' outputs."""
+import copy
+import uuid
+
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+from mmkd_ext.engine.hooks import MetaWeightHook
+from mmkd_ext.engine.hooks.quiz_cache import QuizCache, split_rows, stack_rows
+from mmkd_ext.engine.optimizers.hypergradient import meta_objective
+from conftest import load_kd_config, make_batch, make_distiller
+
+OPTIMIZERS = {
+    'sgd': lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4,
+                                          nesterov=True),
+    'adamw': lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.05),
+}
+
+
+def distiller_with_history(teachers, optimizer_name, dtype=torch.float64):
+    """A tiny MMKD distiller whose optimizer has taken one step (a momentum/moment
+    history), in ``dtype``, and a quiz batch."""
+    torch.manual_seed(0)
+    model = make_distiller(teachers, weighting=dict(type='MetaWeightNet', batch_size=4))
+    params = [p for n, p in model.named_parameters() if not n.startswith('weighting.')]
+    optimizer = OPTIMIZERS[optimizer_name](params)
+    inputs, samples = make_batch(model, batch_size=4)
+    sum(v for k, v in model(inputs, samples, mode='loss').items() if 'loss' in k).backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    model.to(dtype)
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.is_floating_point():
+                state[key] = value.to(dtype)
+    inputs, samples = make_batch(model, batch_size=4, seed=4)
+    return model, optimizer, inputs.to(dtype), samples
+
+
+def hypergradient(model, optimizer, inputs, samples, mode, kd_steps, task_steps, **kwargs):
+    with model.weighting.learning():
+        nets = [p for p in model.weighting.parameters() if p.requires_grad]
+        _, surrogate = meta_objective(mode, model, optimizer, inputs, samples, kd_steps,
+                                      task_steps, **kwargs)
+        grads = torch.autograd.grad(surrogate, nets, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).flatten()
+                      for p, g in zip(nets, grads)])
+
+
+def cosine(a, b):
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+
+@pytest.mark.parametrize('optimizer_name', sorted(OPTIMIZERS))
+def test_finite_difference_is_exact_for_one_distillation_step(two_teachers, optimizer_name):
+    """With one distillation step and no task-loss step nothing is dropped: only the
+    mixed derivative is a finite difference, which converges to the exact value."""
+    model, optimizer, inputs, samples = distiller_with_history(two_teachers, optimizer_name)
+    exact = hypergradient(model, optimizer, inputs, samples, 'exact', 1, 0)
+    assert exact.norm() > 0
+    fine = hypergradient(model, optimizer, inputs, samples, 'finite_difference', 1, 0,
+                         epsilon=1e-6)
+    assert torch.allclose(fine, exact, rtol=1e-5, atol=1e-7 * exact.abs().max())
+    default = hypergradient(model, optimizer, inputs, samples, 'finite_difference', 1, 0)
+    assert cosine(default, exact) > 0.999  # the default step, on a tiny ReLU net
+
+
+@pytest.mark.parametrize('optimizer_name', sorted(OPTIMIZERS))
+def test_first_order_task_mode_drops_the_task_steps_curvature_only(two_teachers,
+                                                                    optimizer_name):
+    """With one distillation step, dropping the task-loss step's curvature is all that
+    both cheap modes drop, by two independent computations (double backward with the
+    task gradient detached; first-order steps carried back through the update rule)."""
+    model, optimizer, inputs, samples = distiller_with_history(two_teachers, optimizer_name)
+    first_order = hypergradient(model, optimizer, inputs, samples, 'first_order_task', 1, 1)
+    finite = hypergradient(model, optimizer, inputs, samples, 'finite_difference', 1, 1,
+                           epsilon=1e-6)
+    assert torch.allclose(first_order, finite, rtol=1e-5,
+                          atol=1e-7 * first_order.abs().max())
+    exact = hypergradient(model, optimizer, inputs, samples, 'exact', 1, 1)
+    assert cosine(first_order, exact) < 0.99  # the curvature it drops is not nothing
+
+
+def test_without_task_steps_first_order_task_is_exact(two_teachers):
+    model, optimizer, inputs, samples = distiller_with_history(two_teachers, 'sgd')
+    exact = hypergradient(model, optimizer, inputs, samples, 'exact', 2, 0)
+    first_order = hypergradient(model, optimizer, inputs, samples, 'first_order_task', 2, 0)
+    assert torch.equal(exact, first_order)
+
+
+@pytest.mark.parametrize('mode', ['first_order_task', 'finite_difference'])
+def test_cheap_modes_leave_the_student_bn_stats_and_optimizer_unchanged(two_teachers, mode):
+    model, optimizer, inputs, samples = distiller_with_history(two_teachers, 'sgd',
+                                                               torch.float32)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    opt_state = copy.deepcopy(optimizer.state_dict())
+    MetaWeightHook(hypergradient=mode).hypergradient(model, optimizer, inputs, samples)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.weighting.parameters())
+    for key, value in model.state_dict().items():
+        assert torch.equal(state[key], value), key
+    for pid, entry in opt_state['state'].items():
+        assert torch.equal(entry['momentum_buffer'],
+                           optimizer.state_dict()['state'][pid]['momentum_buffer'])
+
+
+def test_an_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="hypergradient='second_order'.*finite_difference"):
+        MetaWeightHook(hypergradient='second_order')
+    with pytest.raises(ValueError, match='quiz_cache_mb must be >= 0'):
+        MetaWeightHook(quiz_cache_mb=-1)
+
+
+# ------------------------------------------------------------------ the quiz cache
+def test_rows_split_and_stack_back():
+    heads = (torch.arange(12.).view(3, 4), [torch.randn(3, 2, 5), None])
+    rows = split_rows(heads, 3)
+    assert len(rows) == 3 and torch.equal(rows[1][0], heads[0][1])
+    assert rows[2][1][0].untyped_storage().nbytes() == 2 * 5 * 4  # copies, not views
+    stacked = stack_rows(rows)
+    assert torch.equal(stacked[0], heads[0]) and torch.equal(stacked[1][0], heads[1][0])
+    assert stacked[1][1] is None
+    with pytest.raises(ValueError, match='not batch-first'):
+        split_rows([torch.zeros(6, 3, 2)], 3)  # e.g. [layers, B, ...]
+
+
+def test_cache_keeps_samples_under_its_cap_and_drops_those_that_left():
+    inputs = torch.zeros(4, 3, 8, 8)  # 768 bytes a sample
+    outputs = (torch.zeros(4, 10), [[torch.zeros(4, 2, 2, 2)]])  # 40 + 32 bytes
+    cache = QuizCache(max_bytes=3 * (768 + 72))
+    assert cache.put_batch([10, 11, 12, 13], [0, 1, 2, 3], inputs, list('abcd'), outputs) == 3
+    assert 13 not in cache and cache.bytes == 3 * 840
+    assert cache.batch([10, 13]) is None  # one missing: reloaded as a whole
+    got_inputs, got_samples, got_outputs = cache.batch([12, 10])
+    assert got_inputs.shape == (2, 3, 8, 8) and got_samples == ['c', 'a']
+    assert got_outputs[0].shape == (2, 10) and got_outputs[1][0][0].shape == (2, 2, 2, 2)
+    cache.keep_only([12])
+    assert len(cache) == 1 and cache.bytes == 840
+    assert QuizCache(0).put_batch([1], [0], inputs, list('abcd'), outputs) == 0
+
+
+class TeacherCalls:
+    """Counts each teacher's forwards."""
+
+    def __init__(self, model):
+        self.count = 0
+        for teacher in model.teachers:
+            teacher.register_forward_pre_hook(self)
+
+    def __call__(self, module, args):
+        self.count += 1
+
+
+class LastIteration(Hook):
+    """Calls ``fn`` after the last training iteration's other hooks."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == runner.max_iters:
+            self.fn()
+
+
+def mmkd_runner(shapes_root, teacher_dir, work_dir, max_iters, **hook):
+    cfg = load_kd_config('mmkd', shapes_root, teacher_dir, max_iters=max_iters)
+    cfg.merge_from_dict({
+        'model.weighting.batch_size': 16,
+        'custom_hooks': [dict(type='mmkd_ext.MetaWeightHook', interval=2, buffer_size=32,
+                              quiz_batch_size=16, precise_bn_batches=0, **hook)],
+        'default_hooks.checkpoint': dict(type='CheckpointHook', interval=10**6,
+                                         by_epoch=False, save_last=False),
+    })
+    cfg.work_dir = str(work_dir)
+    cfg.experiment_name = f'mmkd_{uuid.uuid4().hex[:8]}'
+    cfg.randomness = dict(seed=0, deterministic=True)
+    return Runner.from_cfg(cfg)
+
+
+@pytest.mark.parametrize('use_hard_buffer', [True, False])
+def test_meta_steps_run_no_teacher(shapes_root, teacher_dir, tmp_path, use_hard_buffer):
+    """Quiz batches come from the training steps: the teachers run once per training
+    step (and once for the probe before the first one), and what is kept matches the
+    teachers on the kept inputs."""
+    runner = mmkd_runner(shapes_root, teacher_dir, tmp_path, max_iters=6,
+                         use_hard_buffer=use_hard_buffer)
+    calls = TeacherCalls(runner.model)
+    hook = next(h for h in runner.hooks if isinstance(h, MetaWeightHook))
+    kept = []  # the cache after the last iteration, before any checkpoint
+    runner.register_hook(LastIteration(lambda: kept.append(
+        (hook.buffer.tolist(), dict(hook.cache.entries)))), priority='LOW')
+    runner.train()
+    teachers = len(runner.model.teachers)
+    assert calls.count == teachers * (6 + 1)
+    assert runner.message_hub.get_scalar('train/meta_quiz_reused').mean() == 1.0
+    if not use_hard_buffer:
+        return
+    (buffer, entries), = kept
+    assert set(entries) == set(buffer)
+    hook.cache.entries = entries
+    inputs, _, (heads, maps) = hook.cache.batch(buffer[:4])
+    fresh_heads, fresh_maps = runner.model.teacher_pool.run(inputs, None)
+    for kept, fresh in zip(heads + [m for ms in maps for m in ms],
+                           fresh_heads + [m for ms in fresh_maps for m in ms]):
+        assert torch.allclose(kept, fresh, atol=1e-5)
+    hook.before_save_checkpoint(runner, {})  # a resumed run starts without them
+    assert len(hook.cache) == 0
+
+
+def test_quiz_cache_off_reloads_and_runs_the_teachers(shapes_root, teacher_dir, tmp_path):
+    runner = mmkd_runner(shapes_root, teacher_dir, tmp_path, max_iters=6, quiz_cache_mb=0)
+    calls = TeacherCalls(runner.model)
+    runner.train()
+    teachers = len(runner.model.teachers)
+    # The buffer (32) is full after 2 steps of 16: each meta step (iterations 2, 4
+    # and 6) reloads its quiz batch and runs the teachers on it.
+    assert calls.count == teachers * (6 + 1 + 3)
+    assert runner.message_hub.get_scalar('train/meta_quiz_reused').current() == 0.0
