@@ -36,7 +36,7 @@ from mmengine.hooks import Hook
 
 from mmkd_ext.models.distillers import TeacherPool
 
-from benchmarks.methods import METHODS  # the weighting methods, by short key
+from benchmarks.methods import METHODS, VARIANTS, method_hook
 
 #: Update-interval keys of the methods' hooks, set by ``METHOD:INTERVAL``.
 INTERVAL_KEYS = ('interval', 'agent_interval')
@@ -173,7 +173,9 @@ class IterTimer(Hook):
 def configure(config: str, interval: Optional[int], iters: int, warmup: int,
               batch_size: int, options: dict) -> Config:
     """The distillation ``config`` set up for ``warmup + iters`` timed iterations of
-    full batches; ``interval`` overrides the update interval of the method's hook."""
+    full batches; ``interval`` overrides the update interval of the method's hook.
+    MMKD's re-estimation of the student's BN statistics after the last iteration (once
+    per run) is switched off: it would count in the last timed iteration."""
     cfg = Config.fromfile(config)
     cfg.merge_from_dict(options)
     # Full batches only (a batch sampler, e.g. mmdet's by aspect ratio, drops its own).
@@ -200,6 +202,8 @@ def configure(config: str, interval: Optional[int], iters: int, warmup: int,
         if 'quiz_batch_size' in hook:
             hook['quiz_batch_size'] = batch_size
             hook['buffer_size'] = max(hook.get('buffer_size', 0), batch_size)
+            # Once per run, after the last iteration: not a cost of an iteration.
+            hook['precise_bn_batches'] = 0
         for key in INTERVAL_KEYS:
             if key in hook and interval is not None:
                 hook[key] = interval
@@ -340,14 +344,19 @@ def measure_bound_and_options(student_config: str, aver_config: str, iters: int,
 
 def measure_method(configs: Dict[str, str], entry: str, iters: int, warmup: int,
                    batch_size: int, options: dict) -> dict:
-    """Phase (c) for one ``METHOD[:N]`` entry. With an interval ``N`` it warms up for at
+    """Phase (c) for one ``METHOD[:N]`` entry (a method or a variant of one,
+    :data:`~benchmarks.methods.VARIANTS`). With an interval ``N`` it warms up for at
     least ``N`` iterations (its first update, with its one-time costs, is not timed)
     and times a whole number of intervals (``iters`` rounded up to a multiple of N)."""
     method, _, interval = entry.partition(':')
     interval = int(interval) if interval else None
     if interval:
         warmup, iters = max(warmup, interval), -(-iters // interval) * interval
-    cfg = configure(configs[method], interval, iters, warmup, batch_size, options)
+    variant = VARIANTS.get(method)
+    cfg = configure(configs[variant.method if variant else method], interval, iters, warmup,
+                    batch_size, options)
+    if variant:
+        method_hook(cfg.custom_hooks, variant.method).update(variant.hook_options)
     return measure_training(cfg, method, warmup)
 
 
@@ -403,7 +412,7 @@ def format_overhead_table(result: dict) -> str:
     """Markdown table: each phase's time and memory against the bound and AVER, by
     mean (periodic updates count) and by median (robust to stalls)."""
     rows = result['rows']
-    parts = [r for r in rows if r['phase'] not in METHODS]
+    parts = [r for r in rows if r['phase'] not in METHODS and r['phase'] not in VARIANTS]
     bound = sum(r['mean'] for r in parts)
     bound_median = sum(r['median'] for r in parts)
     memory_bound = parts[0]['peak_mib'] + sum(r['extra_mib'] for r in parts[1:])

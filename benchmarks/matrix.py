@@ -7,6 +7,7 @@ Teachers are trained once per task (seed 0) and exported; the best of them (by i
 metric) is the teacher of the plain single-teacher KD row. Every run is cached in
 its work directory, so a re-run skips what finished and continues what was stopped.
 """
+import copy
 import csv
 import os
 import os.path as osp
@@ -20,6 +21,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from benchmarks import experiments, paired
 from benchmarks.experiments import slug
+from benchmarks.methods import VARIANT_TABLE, VARIANTS, Variant, method_hook
 from benchmarks.tasks import Task
 
 #: Rows of each task's table after the teachers, in order.
@@ -133,10 +135,26 @@ def write_single_teacher_config(aver_config: str, teacher_index: int, path: str)
     return path
 
 
+def write_variant_config(variant: Variant, method_config: str, path: str) -> str:
+    """A config of ``variant``: the method's config with the variant's options merged
+    into the method's hook."""
+    from mmengine.config import Config
+    hooks = copy.deepcopy(Config.fromfile(method_config).get('custom_hooks', []))
+    method_hook(hooks, variant.method).update(variant.hook_options)
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(f'# {variant.name}: {osp.relpath(method_config)} with '
+                f'{variant.hook_options!r} in its hook.\n'
+                f'_base_ = [{osp.abspath(method_config)!r}]\n'
+                f'custom_hooks = {hooks!r}\n')
+    return path
+
+
 def plan_students(name: str, task: Task, settings: Settings, seeds: Sequence[int],
                   methods: Sequence[str], best_teacher: Optional[int]) -> List[Experiment]:
     """The student alone, plain KD from teacher ``best_teacher`` (an index into the
-    task's teachers; None leaves the row out) and each method, for every seed."""
+    task's teachers; None leaves the row out), each method and each variant
+    (:data:`~benchmarks.methods.VARIANTS`) among ``methods``, for every seed."""
     task_root = osp.join(settings.work_root, name)
     teacher_files = task.teacher_files(osp.join(task_root, 'teachers'))
     rows = [(STUDENT_ALONE, 'student', task.student_config, None)]
@@ -148,6 +166,12 @@ def plan_students(name: str, task: Task, settings: Settings, seeds: Sequence[int
         rows.append((f'{SINGLE_TEACHER} ({teacher.name})', 'single', config, None))
     rows += [(run.name, 'distilled', run.config, run.method) for run in task.runs
              if run.method in methods]
+    for variant in VARIANT_TABLE:
+        if variant.key in methods:
+            config = write_variant_config(
+                variant, task.distill_config(variant.method),
+                osp.join(task_root, 'configs', f'kd_{variant.key}.py'))
+            rows.append((f'KD: {variant.name}', 'distilled', config, variant.key))
     planned = []
     for seed in seeds:
         for row, role, config, method in rows:
@@ -303,7 +327,9 @@ def summarise(outcomes: Sequence[Outcome], tasks: Dict[str, Task]) -> List[dict]
     difference (same seeds) to the student alone and to AVER, each with its
     t-interval over seeds (``vs_alone``, ``vs_aver``: :class:`~benchmarks.paired.Interval`)
     and, where runs kept per-image correctness, a paired bootstrap over the
-    validation images (``vs_aver_bootstrap``); the largest gap between the scores
+    validation images (``vs_aver_bootstrap``); for a variant
+    (:data:`~benchmarks.methods.VARIANTS`) the paired difference to its method's row
+    (``vs_method``); the largest gap between the scores
     with batch and with running BN statistics (``bn_gap``) and the runs over
     :data:`BN_GAP_POINTS` (``bn_flags``); median s/iter and peak memory."""
     grouped: Dict[tuple, List[Outcome]] = {}
@@ -319,6 +345,7 @@ def summarise(outcomes: Sequence[Outcome], tasks: Dict[str, Task]) -> List[dict]
                 if r.get('score_batch_stats') is not None}
         rows.append(dict(
             task=task, row=row, role=group[0].experiment.role, metric=tasks[task].metric_name,
+            method=group[0].experiment.method,
             mean=interval.mean if interval else None,
             std=statistics.stdev(scores.values()) if len(scores) > 1 else None,
             interval=interval, scores=scores, correct=paired.seed_correct(finished),
@@ -340,6 +367,11 @@ def summarise(outcomes: Sequence[Outcome], tasks: Dict[str, Task]) -> List[dict]
             paired.bootstrap_difference(row['correct'], aver['correct'])
             if row['vs_aver'] is not None and row['correct'] and aver['correct'] else None)
         row['gain'] = row['vs_alone'].mean if row['vs_alone'] else None
+        variant = VARIANTS.get(row['method'])
+        base = variant and next((r for r in rows if r['task'] == row['task'] and r['scores']
+                                 and r['method'] == variant.method), None)
+        row['vs_method'] = (paired.paired_difference(row['scores'], base['scores'])
+                            if base else None)
     return rows
 
 
@@ -388,13 +420,16 @@ def format_markdown(rows: Sequence[dict],
         task_rows = [r for r in rows if r['task'] == task]
         metric = task_rows[0]['metric']
         bootstrap = any(r['vs_aver_bootstrap'] for r in task_rows)
+        variants = any(r.get('vs_method') for r in task_rows)
         seeds = max((r['runs'] for r in task_rows), default=0)
         lines = [f'### {task}', '',
                  f'| model | {metric} mean | std | 95% CI | seeds | vs student alone, '
                  'paired (95% CI) | vs AVER, paired (95% CI) |'
                  + (' vs AVER, bootstrap over images |' if bootstrap else '')
+                 + (' vs its method, paired (95% CI) |' if variants else '')
                  + ' BN gap | s/iter | peak memory (MiB) |',
-                 '|---|---|---|---|---|---|---|' + ('---|' if bootstrap else '') + '---|---|---|']
+                 '|---|---|---|---|---|---|---|' + ('---|' if bootstrap else '')
+                 + ('---|' if variants else '') + '---|---|---|']
         notes = []
         for r in task_rows:
             mean = _fmt(r['mean'], '.2f') if r['mean'] is not None else 'failed'
@@ -405,6 +440,7 @@ def format_markdown(rows: Sequence[dict],
                 f'| {r["row"]} | {mean} | {_fmt(r["std"], ".2f")} | {ci} | {runs} | '
                 f'{_fmt_interval(r["vs_alone"])} | {_fmt_interval(r["vs_aver"])} |'
                 + (f' {_fmt_interval(r["vs_aver_bootstrap"], mark="")} |' if bootstrap else '')
+                + (f' {_fmt_interval(r.get("vs_method"))} |' if variants else '')
                 + f' {_fmt(r["bn_gap"], ".1f", sign=True)} | {_fmt(r["s_per_iter"], ".3f")} '
                 f'| {_fmt(r["peak_mib"], ".0f")} |')
             notes += [f'- {r["row"]}: {error}' for error in r['errors']]
@@ -429,7 +465,8 @@ def format_markdown(rows: Sequence[dict],
 
 CSV_FIELDS = ('task', 'row', 'role', 'metric', 'mean', 'std', 'ci_low', 'ci_high', 'runs',
               'failed', 'gain', 'vs_alone_low', 'vs_alone_high', 'vs_aver', 'vs_aver_low',
-              'vs_aver_high', 'vs_aver_bootstrap_low', 'vs_aver_bootstrap_high', 'bn_gap',
+              'vs_aver_high', 'vs_aver_bootstrap_low', 'vs_aver_bootstrap_high', 'vs_method',
+              'vs_method_low', 'vs_method_high', 'bn_gap',
               's_per_iter', 'peak_mib', 'scores')
 
 
@@ -439,7 +476,8 @@ def csv_record(row: dict) -> dict:
                                        for seed, score in sorted(row['scores'].items())))
     for key, interval in (('ci', row['interval']), ('vs_alone', row['vs_alone']),
                           ('vs_aver', row['vs_aver']),
-                          ('vs_aver_bootstrap', row['vs_aver_bootstrap'])):
+                          ('vs_aver_bootstrap', row['vs_aver_bootstrap']),
+                          ('vs_method', row.get('vs_method'))):
         if key != 'ci':
             record[key] = None if interval is None else interval.mean
         record[f'{key}_low'] = None if interval is None else interval.low

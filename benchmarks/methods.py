@@ -35,3 +35,38 @@ METHOD_TABLE = (
 )
 #: Their short keys, in the same order.
 METHODS = tuple(method.key for method in METHOD_TABLE)
+
+
+class Variant(NamedTuple):
+    """A benchmarked setting of a method's hook: the method's config with
+    ``hook_options`` merged into its hook (the benchmark writes that config)."""
+    key: str           # --methods
+    name: str          # shown in the tables
+    method: str        # the method it varies (its config and hook)
+    hook_options: dict
+
+
+#: MMKD's hypergradient options against its exact default (see
+#: ``mmkd_ext.engine.optimizers.hypergradient``).
+VARIANT_TABLE = (
+    Variant('mmkd_first_order', 'MMKD, first-order task step', 'mmkd',
+            dict(hypergradient='first_order_task')),
+    Variant('mmkd_fd', 'MMKD, finite-difference', 'mmkd',
+            dict(hypergradient='finite_difference')),
+    Variant('mmkd_one_step', 'MMKD, one-step look-ahead', 'mmkd',
+            dict(inner_kd_steps=1, inner_ce_steps=0)),
+    Variant('mmkd_fd_one_step', 'MMKD, finite-difference one-step', 'mmkd',
+            dict(hypergradient='finite_difference', inner_kd_steps=1, inner_ce_steps=0)),
+)
+#: The variants by key.
+VARIANTS = {variant.key: variant for variant in VARIANT_TABLE}
+
+
+def method_hook(custom_hooks: list, method: str) -> dict:
+    """The hook of ``method``'s config that a variant sets options of (MMKD's
+    MetaWeightHook)."""
+    wanted = {'mmkd': 'MetaWeightHook'}[method]
+    for hook in custom_hooks:
+        if str(hook.get('type', '')).split('.')[-1] == wanted:
+            return hook
+    raise KeyError(f'the {method} config has no {wanted} in custom_hooks')

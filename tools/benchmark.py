@@ -24,6 +24,14 @@ teacher's inference forward alone, (c) a full KD step per method. Bound = (a) + 
     python tools/benchmark.py --overhead [--task classification|detection|segmentation]
         [--iters 15] [--rounds 3] [--warmup 5] [--batch-size N] [--methods aver mmkd:5 ...]
 
+``--hypergradients``: MMKD's hypergradient options (``benchmarks/methods.py``'s
+variants: first-order task steps, finite differences, one-step look-ahead) against
+the exact hypergradient at every meta step of an MMKD training run on a task: cosine
+similarity, norm ratio and seconds per meta step, on the same quiz batch and state.
+
+    python tools/benchmark.py --hypergradients [--task ...] [--iters 40] [--warmup 5]
+        [--interval 5] [--batch-size N] [--teacher-dir DIR] [--load-from CKPT]
+
 ``--families``: the family matrix (``benchmarks/families.py``): each zoo family (RTMDet,
 Faster R-CNN, SegFormer, DeiT...) shrunk for a CPU, as student and two teachers,
 distilled a few iterations with every weighting; prints runs / refused / FAILED per
@@ -110,6 +118,31 @@ def overhead(args, task_name: str, task) -> None:
     print('\nThe teachers\' speed options (model.teacher_channels_last, '
           'model.teacher_autocast):\n')
     print(format_teacher_variant_table(result))
+
+
+def hypergradients(args, task_name: str, task) -> None:
+    """``--hypergradients``: MMKD's hypergradient options against the exact one at the
+    meta steps of a training run, in one child process."""
+    from benchmarks.benchmark import run_in_subprocess
+    from benchmarks.hypergradients import format_table
+    data_root = prepare_data(task, args.data_root)
+    checkpoints = prepare_teachers(task, args.teacher_dir
+                                   or osp.join(task.work_root, 'teachers'))
+    options = task.data_options(data_root)
+    options.update(task.checkpoint_options([checkpoints[run.export_as]
+                                            for run in task.teachers]))
+    batch_size = args.batch_size or (64 if task_name == 'classification' else 8)
+    spec = dict(config=task.distill_config('mmkd'), options=options, iters=args.iters,
+                warmup=args.warmup, interval=args.interval or 5, batch_size=batch_size,
+                load_from=args.load_from)
+    print(f'[benchmark] {task_name}, batch {batch_size}: MMKD trains '
+          f'{args.warmup} + {args.iters} iterations'
+          + (f' from {args.load_from}' if args.load_from else '')
+          + '; at each meta step every hypergradient option is computed on the same '
+          'quiz batch', flush=True)
+    result = run_in_subprocess([__file__, '--hypergradients-child', json.dumps(spec)])
+    print()
+    print(format_table(result))
 
 
 def method_matrix(args, tasks) -> int:
@@ -221,11 +254,19 @@ def family_matrix(args, tasks) -> int:
 
 def check_args(parser, args, methods) -> None:
     """Refuse options of the other mode and values that cannot work (exit status 2)."""
-    mode, others = ('--overhead', MATRIX_ONLY) if args.overhead else ('the matrix',
-                                                                       OVERHEAD_ONLY)
+    timing = args.overhead or args.hypergradients
+    if args.overhead and args.hypergradients:
+        parser.error('--overhead and --hypergradients are separate modes: choose one')
+    mode = '--overhead' if args.overhead else '--hypergradients'
+    mode, others = (mode, MATRIX_ONLY) if timing else ('the matrix', OVERHEAD_ONLY)
     stray = [flag for dest, flag in others if getattr(args, dest) not in (None, False)]
-    if args.jobs is not None and args.overhead:
+    if args.jobs is not None and timing:
         stray.append('--jobs')
+    if args.hypergradients and args.methods:
+        stray.append('--methods')
+    for dest, flag in (('load_from', '--load-from'), ('interval', '--interval')):
+        if getattr(args, dest) is not None and not args.hypergradients:
+            stray.append(flag)
     if stray:
         parser.error(f'{", ".join(stray)} do(es) not apply to {mode}')
     for entry in args.methods or ():
@@ -238,7 +279,10 @@ def check_args(parser, args, methods) -> None:
             parser.error(f'{entry}: the interval must be an integer >= 1')
     if args.overhead and args.methods and 'aver' not in args.methods:
         parser.error('--overhead compares with AVER: list aver among --methods')
-    for name, low in (('jobs', 1), ('seeds', 1), ('iters', 1), ('warmup', 0), ('rounds', 1)):
+    if args.load_from and not osp.isfile(args.load_from):
+        parser.error(f'--load-from {args.load_from}: no such checkpoint')
+    for name, low in (('jobs', 1), ('seeds', 1), ('iters', 1), ('warmup', 0), ('rounds', 1),
+                      ('interval', 1)):
         value = getattr(args, name)
         if value is not None and value < low:
             parser.error(f'--{name} must be >= {low}')
@@ -260,7 +304,7 @@ def check_args(parser, args, methods) -> None:
 
 def main():
     from benchmarks.experiments import absolute_paths
-    from benchmarks.methods import METHODS
+    from benchmarks.methods import METHODS, VARIANTS
     from benchmarks.tasks import make_tasks
     tasks = make_tasks(ROOT)
     parser = argparse.ArgumentParser(
@@ -273,8 +317,9 @@ def main():
                         'benchmarks/families.py) distilled with every weighting, a few '
                         'iterations each')
     parser.add_argument('--methods', nargs='+', metavar='METHOD',
-                        help=f'weighting methods (default: all): {" ".join(METHODS)}; with '
-                        '--overhead METHOD[:INTERVAL], aver among them (default: aver mmkd:5 '
+                        help=f'weighting methods (default: all): {" ".join(METHODS)}; and '
+                        f'variants of their hooks: {" ".join(VARIANTS)}; with --overhead '
+                        'METHOD[:INTERVAL], aver among them (default: aver mmkd:5 '
                         'mtkd_rl mtkd_rl_stochastic)')
     matrix_args = parser.add_argument_group('the method matrix')
     matrix_args.add_argument('--quick', action='store_true',
@@ -307,7 +352,16 @@ def main():
     parser.add_argument('--data-root', help="the dataset's root, for one task (default: "
                         "the task's, data/<dataset>)")
     over.add_argument('--teacher-dir', help="default: the demo's (work_dirs/<dataset>/teachers)")
+    parser.add_argument('--hypergradients', action='store_true',
+                        help="MMKD's hypergradient options against the exact one (cosine, "
+                        'time) at the meta steps of a training run; takes the --overhead '
+                        'options and')
+    hyper = parser.add_argument_group('--hypergradients')
+    hyper.add_argument('--load-from', help='a distiller checkpoint to start from (e.g. a '
+                       "trained MMKD run's), for late training states")
+    hyper.add_argument('--interval', type=int, help='iterations between meta steps (default 5)')
     parser.add_argument('--overhead-child', help=argparse.SUPPRESS)
+    parser.add_argument('--hypergradients-child', help=argparse.SUPPRESS)
     parser.description += '\n\n' + __doc__.split('\n', 2)[2]
     args = parser.parse_args()
 
@@ -316,14 +370,19 @@ def main():
         print('BENCH ' + json.dumps(measure_overhead(**json.loads(args.overhead_child))),
               flush=True)
         return
-    check_args(parser, args, METHODS)
-    absolute_paths(args, ('work_root', 'data_root', 'teacher_dir'))  # before the chdir
+    if args.hypergradients_child:
+        from benchmarks.hypergradients import compare
+        print('BENCH ' + json.dumps(compare(**json.loads(args.hypergradients_child))),
+              flush=True)
+        return
+    check_args(parser, args, METHODS + tuple(VARIANTS))
+    absolute_paths(args, ('work_root', 'data_root', 'teacher_dir', 'load_from'))  # before chdir
     os.chdir(ROOT)
     if args.families is not None:
         sys.exit(family_matrix(args, tasks))
-    if args.overhead:
+    if args.overhead or args.hypergradients:
         task_name = args.task or 'classification'
-        overhead(args, task_name, tasks[task_name])
+        (overhead if args.overhead else hypergradients)(args, task_name, tasks[task_name])
     else:
         sys.exit(method_matrix(args, tasks))
 

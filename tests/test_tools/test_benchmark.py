@@ -57,6 +57,34 @@ def test_plans_cover_every_row_and_seed_with_the_quick_schedule(tmp_path):
     assert not any(e.validate for e in teachers + students)  # tools/test.py scores them
 
 
+def test_a_variant_is_its_methods_config_with_the_hook_options_and_paired_with_it(tmp_path):
+    from benchmarks.methods import method_hook
+    task = TASKS['classification']
+    settings = matrix.Settings(str(tmp_path), 'data/x', True, {}, validate=False)
+    students = matrix.plan_students('classification', task, settings, [0, 1],
+                                    ['mmkd', 'mmkd_fd_one_step'], best_teacher=None)
+    assert [e.row for e in students[:3]] == [
+        'student alone', 'KD: MMKD (meta-learned)', 'KD: MMKD, finite-difference one-step']
+    variant = students[2]
+    assert variant.method == 'mmkd_fd_one_step' and variant.role == 'distilled'
+    cfg, base = Config.fromfile(variant.config), Config.fromfile(task.distill_config('mmkd'))
+    hook = method_hook(cfg.custom_hooks, 'mmkd')
+    assert (hook.hypergradient, hook.inner_kd_steps, hook.inner_ce_steps) == (
+        'finite_difference', 1, 0)
+    assert hook.interval == method_hook(base.custom_hooks, 'mmkd').interval
+    assert cfg.model == base.model and cfg.train_dataloader == base.train_dataloader
+
+    def outcome(experiment, score):
+        return matrix.Outcome(experiment, dict(score=score), None)
+    scores = {'student alone': (40.0, 41.0), 'KD: MMKD (meta-learned)': (50.0, 52.0),
+              'KD: MMKD, finite-difference one-step': (51.0, 54.0)}
+    rows = {r['row']: r for r in matrix.summarise(
+        [outcome(e, scores[e.row][e.seed]) for e in students], TASKS)}
+    assert rows['KD: MMKD, finite-difference one-step']['vs_method'].mean == pytest.approx(1.5)
+    assert rows['KD: MMKD (meta-learned)']['vs_method'] is None
+    assert '| vs its method, paired (95% CI) |' in matrix.format_markdown(list(rows.values()))
+
+
 def test_a_work_dir_of_other_settings_is_refused_not_reused(tmp_path):
     from benchmarks import experiments
     settings = dict(config='/c/kd_aver.py', options=['randomness.seed=0'], validate=False)
@@ -300,6 +328,11 @@ def test_benchmark_reuses_finished_runs_and_reports_a_failed_one(tmp_path, shape
     (['--overhead', '--methods', 'aver', 'mmkd:x'], 'the interval must be an integer >= 1'),
     (['--overhead', '--methods', 'mmkd:5'], 'list aver among --methods'),
     (['--overhead', '--quick', '--seeds', '2'], '--quick, --seeds do(es) not apply to --overhead'),
+    (['--hypergradients', '--methods', 'mmkd'], '--methods do(es) not apply to --hypergradients'),
+    (['--hypergradients', '--overhead'], 'separate modes'),
+    (['--overhead', '--load-from', 'x.pth'], '--load-from do(es) not apply to --overhead'),
+    (['--hypergradients', '--load-from', 'missing.pth'], 'missing.pth: no such checkpoint'),
+    (['--hypergradients', '--interval', '0'], '--interval must be >= 1'),
     (['--task', 'detection'], '--task do(es) not apply to the matrix'),
     (['--cfg-options', 'train_cfg'], 'KEY=VALUE'),
     (['--jobs', '0'], '--jobs must be >= 1'),
