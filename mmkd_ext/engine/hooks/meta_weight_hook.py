@@ -73,17 +73,21 @@ class MetaWeightHook(WeightingTrainerHook):
     difference). The log says at the start what a mode other than ``'exact'``
     approximates. The networks are :class:`~mmkd_ext.models.weighting.MetaWeightNet`.
 
-    No teacher runs twice on a sample: when the quiz batch is the current batch, the
-    training step's inputs and teachers' outputs are reused; a sample entering the
-    hard buffer is kept with its inputs (as augmented in that step), data sample and
-    teachers' outputs, up to ``quiz_cache_mb`` MiB (:class:`QuizCache`). A quiz batch
-    whose samples are all kept (with inputs of one shape) is assembled from them;
-    otherwise its samples are loaded again through the train pipeline and the
-    teachers run on them. The kept samples are dropped whenever a checkpoint is
-    saved, so a resumed run continues exactly as an uninterrupted one (and never
-    sees teachers' outputs from before the resume). In distributed runs a rank keeps
-    the samples of its own batches. Logged: ``meta_quiz_reused`` (the share of
-    quiz batches assembled without running the teachers).
+    The teachers' outputs of the training steps are reused: when the quiz batch is
+    the current batch, the training step's inputs and teachers' outputs are taken; a
+    sample entering the hard buffer is kept with its inputs (as augmented in that
+    step), data sample and teachers' outputs, up to ``quiz_cache_mb`` MiB
+    (:class:`QuizCache`). A quiz batch whose samples are all kept (with inputs of one
+    shape) is assembled from them and runs no teacher; otherwise its samples are
+    loaded again through the train pipeline (a fresh augmentation) and the teachers
+    run on them. The kept samples are dropped whenever a checkpoint is saved, so a
+    resumed run continues exactly as an uninterrupted one (and never sees teachers'
+    outputs from before the resume); the checkpoint schedule therefore changes which
+    quiz batches are reloaded. In distributed runs a rank keeps the samples of its
+    own batches only, and its quiz block draws from every rank's, so its quiz batches
+    are reloaded. Logged: ``meta_quiz_reused`` (the share of quiz batches assembled
+    without running the teachers); a warning says when ``quiz_cache_mb`` cannot hold
+    the buffer.
 
     The nets' inputs (student logits and features) are detached, as in MMKD, so
     the hypergradient flows through the weights they output, not through how their
@@ -316,9 +320,9 @@ class MetaWeightHook(WeightingTrainerHook):
         In distributed runs the step's samples of every rank are gathered, so all
         ranks hold the same buffer (and draw the same random numbers)."""
         indices = self._sample_indices(data_batch)
-        offset = self._local_offset(len(indices))  # this rank's rows in gathered ones
-        free = self.buffer_size - len(self.buffer)
+        free = self.buffer_size - len(self.buffer)  # the same on every rank
         if free > 0:
+            offset = self._local_offset(len(indices))  # this rank's rows in gathered ones
             self.buffer = torch.cat([self.buffer, gather_rows(indices)[:free]])
             local = list(range(min(len(indices), max(free - offset, 0))))
         else:
@@ -343,15 +347,24 @@ class MetaWeightHook(WeightingTrainerHook):
     def _keep_samples(self, model, indices: torch.Tensor, rows: list) -> None:
         """Keep rows ``rows`` of the step's batch in the quiz cache, drop the samples
         that left the buffer."""
-        step = model.last_step
-        if step.teacher_outputs is not None and rows:
-            self.cache.put_batch(indices[rows].tolist(), rows, step.inputs,
-                                 step.batch.data_samples, step.teacher_outputs)
-            if self.cache.refused:
-                print_log(f'MetaWeightHook: quiz samples are loaded again: '
-                          f'{self.cache.refused}.', logger='current', level=logging.WARNING)
-                self.cache.max_bytes, self.cache.refused = 0, None
-        self.cache.keep_only(self.buffer.tolist())
+        step, cache = model.last_step, self.cache
+        if step.teacher_outputs is not None and rows and cache.max_bytes:
+            fresh = not cache.sample_bytes
+            cache.put_batch(indices[rows].tolist(), rows, step.inputs,
+                            step.batch.data_samples, step.teacher_outputs)
+            if cache.refused:
+                print_log(f'MetaWeightHook: quiz samples are loaded again: {cache.refused}.',
+                          logger='current', level=logging.WARNING)
+                cache.disable()
+            elif fresh and cache.sample_bytes * self.buffer_size > cache.max_bytes:
+                needed = cache.sample_bytes * self.buffer_size / 2**20
+                print_log(f'MetaWeightHook: quiz_cache_mb={cache.max_bytes / 2**20:g} holds '
+                          f'{cache.max_bytes // cache.sample_bytes} of the buffer\'s '
+                          f'{self.buffer_size} samples, and a quiz batch is reused only '
+                          'when all its samples are kept: most will be loaded again and '
+                          f'their teachers run. About {needed:.0f} MiB hold them all.',
+                          logger='current', level=logging.WARNING)
+        cache.keep_only(self.buffer.tolist())
 
     @staticmethod
     def _preprocess(model, data_batch: dict) -> dict:
@@ -394,6 +407,10 @@ class MetaWeightHook(WeightingTrainerHook):
         self.meta_optimizer.zero_grad(set_to_none=True)
         outer = self.hypergradient(model, runner.optim_wrapper.optimizer,
                                    data['inputs'], data['data_samples'], teacher_outputs)
+        if get_world_size() > 1:  # every rank averages the same list of gradients
+            for param in model.weighting.parameters():
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
         average_gradients(model.weighting.parameters())
         self.meta_optimizer.step()
         self.meta_optimizer.zero_grad(set_to_none=True)

@@ -2,7 +2,9 @@
 import copy
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
+from mmengine.structures import BaseDataElement
 
 
 def split_rows(tree: Any, batch_size: int) -> List[Any]:
@@ -39,6 +41,56 @@ def stack_rows(rows: Sequence[Any]) -> Any:
     return first
 
 
+def check_batch_first(tree: Any, batch_size: int) -> None:
+    """Raise ValueError unless every tensor of a nested list/tuple/dict has
+    ``batch_size`` rows."""
+    if isinstance(tree, (list, tuple)):
+        for value in tree:
+            check_batch_first(value, batch_size)
+    elif isinstance(tree, dict):
+        for value in tree.values():
+            check_batch_first(value, batch_size)
+    elif isinstance(tree, torch.Tensor) and (tree.dim() == 0 or tree.shape[0] != batch_size):
+        raise ValueError(f'a tensor of shape {tuple(tree.shape)} is not batch-first '
+                         f'(batch of {batch_size})')
+
+
+def take_rows(tree: Any, rows: Sequence[int]) -> Any:
+    """Rows ``rows`` of every tensor of a nested list/tuple/dict of batch-first tensors
+    (``index_select`` on dim 0, a copy); non-tensor leaves are shared."""
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(take_rows(v, rows) for v in tree)
+    if isinstance(tree, dict):
+        return {k: take_rows(v, rows) for k, v in tree.items()}
+    if isinstance(tree, torch.Tensor):
+        return tree.index_select(0, torch.as_tensor(rows, device=tree.device))
+    return tree
+
+
+def compact_sample(sample: BaseDataElement) -> Tuple[BaseDataElement, int]:
+    """A copy of a data sample whose tensors and arrays own their memory (a field that
+    is a view of a batch tensor, e.g. the mixed label Mixup sets, would keep the whole
+    batch alive), and the bytes they take; anything else is kept as it is (0 bytes)."""
+    if not isinstance(sample, BaseDataElement):
+        return sample, 0
+    copy_ = sample.clone()
+    size = 0
+    for key, value in sample.items():
+        if isinstance(value, BaseDataElement):
+            value, nested = compact_sample(value)
+            size += nested
+        elif isinstance(value, torch.Tensor):
+            value = value.clone()
+            size += value.numel() * value.element_size()
+        elif isinstance(value, np.ndarray):
+            value = value.copy()
+            size += value.nbytes
+        else:
+            continue
+        setattr(copy_, key, value)
+    return copy_, size
+
+
 def tree_bytes(tree: Any) -> int:
     """The bytes of the tensors in a nested list/tuple/dict."""
     if isinstance(tree, (list, tuple)):
@@ -56,8 +108,9 @@ class QuizCache:
 
     Keyed by dataset index. A sample is stored when it enters the hard buffer
     (:meth:`put_batch`, from the training step's retained outputs); one that does not
-    fit under ``max_bytes`` is not stored and is reloaded through the pipeline (and
-    its teachers run) when quizzed. Entries of samples that left the buffer are
+    fit under ``max_bytes`` (its input, teachers' outputs and data sample's tensors)
+    is not stored, and a quiz batch with such a sample is reloaded through the
+    pipeline (and its teachers run). Entries of samples that left the buffer are
     dropped (:meth:`keep_only`). An input and its teachers' outputs always come from
     the same step, so they never disagree.
 
@@ -69,8 +122,15 @@ class QuizCache:
         self.max_bytes = int(max_bytes)
         self.entries: Dict[int, Tuple[torch.Tensor, Any, Any, int]] = {}
         self.bytes = 0
+        #: The bytes of the last sample stored (0 before any).
+        self.sample_bytes = 0
         #: Why the last batch could not be cached (None if it could), for the log.
         self.refused: Optional[str] = None
+
+    def disable(self) -> None:
+        """Store nothing from now on (and drop what is stored)."""
+        self.max_bytes = 0
+        self.clear()
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -99,18 +159,21 @@ class QuizCache:
         if not self.max_bytes or not len(rows):
             return 0
         try:
-            outputs = split_rows(teacher_outputs, len(inputs))
+            check_batch_first(teacher_outputs, len(inputs))
         except ValueError as error:
             self.refused = f'the teachers\' outputs cannot be split by sample: {error}'
             return 0
+        outputs = split_rows(take_rows(teacher_outputs, rows), len(rows))
         stored = 0
-        for index, row in zip(indices, rows):
+        for index, row, output in zip(indices, rows, outputs):
             self._drop(index)
             entry_input = inputs[row].clone()
-            size = tree_bytes(outputs[row]) + tree_bytes(entry_input)
+            sample, sample_size = compact_sample(data_samples[row])
+            size = tree_bytes(output) + tree_bytes(entry_input) + sample_size
+            self.sample_bytes = size
             if self.bytes + size > self.max_bytes:
                 continue
-            self.entries[index] = (entry_input, data_samples[row], outputs[row], size)
+            self.entries[index] = (entry_input, sample, output, size)
             self.bytes += size
             stored += 1
         return stored

@@ -19,8 +19,9 @@ hypergradient:
   losses along the unroll are dropped), and each distillation step's mixed
   derivative ``u^T d/dphi grad_theta L_kd`` is a central difference of the
   per-sample distillation terms along ``u``. With one distillation step and no
-  task-loss step this is the exact hypergradient up to the finite difference
-  (tested), for SGD, Adam and AdamW alike.
+  task-loss step this is the exact hypergradient up to the finite difference, for
+  any optimizer the mirror follows (tested with SGD with Nesterov momentum and with
+  AdamW).
 """
 from dataclasses import replace
 from typing import Optional, Tuple
@@ -28,9 +29,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-from mmkd_ext.structures import TeacherWeights
-from .lookahead import (_student_tensors, call, lookahead_task_loss, mirror_optimizer,
-                        sum_losses)
+from mmkd_ext.structures import KDBatch, TeacherWeights
+from .lookahead import call, lookahead_task_loss, mirror_optimizer, student_task_loss
 from .second_order import SecondOrderReport
 
 #: The hypergradient options of :class:`~mmkd_ext.engine.hooks.MetaWeightHook`.
@@ -78,13 +78,14 @@ def meta_objective(mode: str, distiller: nn.Module, optimizer: torch.optim.Optim
     return outer, outer
 
 
-def _fork_torch_rng():
-    """The torch generators' states (CPU and the current CUDA device)."""
+def _torch_rng_state():
+    """The states of torch's generators (CPU and the current CUDA device): what the
+    models' dropout and drop path draw from."""
     cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
     return torch.get_rng_state(), (torch.cuda.get_rng_state() if cuda else None)
 
 
-def _set_torch_rng(state) -> None:
+def _set_torch_rng_state(state) -> None:
     cpu, cuda = state
     torch.set_rng_state(cpu)
     if cuda is not None:
@@ -110,7 +111,8 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
        derivative of ``term_ik`` along ``u_s``: the central difference
        ``(term_ik(theta_s + e u_s) - term_ik(theta_s - e u_s)) / 2e``, with
        ``e = epsilon / |u_s|`` and, on both sides, the random numbers (dropout, drop
-       path) of the step's own forward.
+       path) of the step's own forward. Torch's generators are left as the outer
+       forward left them, as in the other modes.
 
     Returns:
         ``(outer, surrogate)``: the outer loss and ``sum_s mean_i sum_k (alpha
@@ -124,9 +126,7 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
     leaves, records = [], []
 
     def task_loss(point):
-        losses = call(distiller.student, _student_tensors({**point, **buffers}), inputs,
-                      data_samples, mode='loss')
-        return sum_losses(losses)
+        return student_task_loss(distiller, {**point, **buffers}, inputs, data_samples)
 
     def step(point, loss, as_leaves):
         nonlocal chain
@@ -140,7 +140,7 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
     with distiller.weighting.learning(), distiller.lookahead(teacher_outputs):
         for _ in range(kd_steps):
             point = {n: t.detach().requires_grad_() for n, t in chain.items()}
-            rng = _fork_torch_rng()
+            rng = _torch_rng_state()
             batch, weights = call(distiller, {**point, **buffers}, inputs, data_samples,
                                   mode='distill_terms')
             frozen = TeacherWeights(logit=weights.logit.detach(),
@@ -149,12 +149,20 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
                        distiller.per_sample_distill_losses(batch, frozen).values())
             grads = step(point, loss, as_leaves=True)
             leaves.append(grads)
-            records.append(({n: t.detach() for n, t in point.items()}, batch, weights, rng))
+            # Only what the difference needs: not the step's graph or feature maps.
+            terms = KDBatch(student_logits=batch.student_logits.detach(),
+                            teacher_logits=batch.teacher_logits, logit_kd=batch.logit_kd.detach(),
+                            feature_kd=(None if batch.feature_kd is None
+                                        else batch.feature_kd.detach()))
+            records.append(({n: t.detach() for n, t in point.items()}, terms, weights, rng))
         for _ in range(task_steps):
             point = {n: t.detach().requires_grad_() for n, t in chain.items()}
             step(point, task_loss(point), as_leaves=False)
         final = {n: t.detach().requires_grad_() for n, t in chain.items()}
         outer = task_loss(final)
+        after_outer = _torch_rng_state()
+        if not leaves:  # no distillation step: the nets do not reach the outer loss
+            return outer.detach(), outer.new_zeros(())
         names = [n for n in final if chain[n].requires_grad]
         v = torch.autograd.grad(outer, [final[n] for n in names], allow_unused=True)
         pairs = [(chain[n], g) for n, g in zip(names, v) if g is not None]
@@ -177,7 +185,7 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
             scale = epsilon / float(norm)
             terms = []
             for sign in (1.0, -1.0):
-                _set_torch_rng(rng)  # the random numbers of the step's own forward
+                _set_torch_rng_state(rng)  # the random numbers of the step's own forward
                 shifted = {n: (t + sign * scale * u[n] if n in u else t)
                            for n, t in point.items()}
                 with torch.no_grad():
@@ -193,4 +201,5 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
             surrogate = surrogate + sum(
                 v.mean() for v in distiller.per_sample_distill_losses(derivative,
                                                                       weights).values())
+        _set_torch_rng_state(after_outer)
     return outer.detach(), surrogate

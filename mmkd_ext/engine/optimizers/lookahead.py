@@ -204,6 +204,15 @@ def _student_tensors(tensors: Params) -> Params:
     return {k[len('student.'):]: v for k, v in tensors.items() if k.startswith('student.')}
 
 
+def student_task_loss(distiller: nn.Module, tensors: Params, inputs: torch.Tensor,
+                      data_samples: list) -> torch.Tensor:
+    """The student's summed task losses with the distiller's ``tensors`` (``student.``
+    keys, with parameters and buffers) substituted."""
+    losses = call(distiller.student, _student_tensors(tensors), inputs, data_samples,
+                  mode='loss')
+    return sum_losses(losses)
+
+
 def lookahead_task_loss(distiller: nn.Module, optimizer: torch.optim.Optimizer,
                         inputs: torch.Tensor, data_samples: list, kd_steps: int,
                         task_steps: int,
@@ -220,9 +229,9 @@ def lookahead_task_loss(distiller: nn.Module, optimizer: torch.optim.Optimizer,
 
     each a step of the live ``optimizer``'s mirror (its current hyper-parameters and
     state); ``task_steps_second_order=False`` takes the task-loss steps first-order
-    (their curvature dropped: the hypergradient passes them as the identity). Runs inside ``distiller.weighting.learning()`` and
-    ``distiller.lookahead()`` (the teachers run once for the batch; the distiller's
-    last step is untouched). The live parameters, buffers (cloned) and optimizer
+    (their curvature dropped: the hypergradient passes them as the identity). Runs
+    inside ``distiller.weighting.learning()`` and ``distiller.lookahead()`` (the
+    teachers run once for the batch; the distiller's last step is untouched). The live parameters, buffers (cloned) and optimizer
     state are not written.
 
     Second derivatives (:mod:`~mmkd_ext.engine.optimizers.second_order`): the
@@ -253,18 +262,16 @@ def lookahead_task_loss(distiller: nn.Module, optimizer: torch.optim.Optimizer,
         return sum_losses(call(distiller, tensors, inputs, data_samples, mode='distill'))
 
     def task_loss(tensors):
-        losses = call(distiller.student, _student_tensors(tensors), inputs, data_samples,
-                      mode='loss')
-        return sum_losses(losses)
+        return student_task_loss(distiller, tensors, inputs, data_samples)
 
     with distiller.weighting.learning(), distiller.lookahead(teacher_outputs), \
             twice_differentiable_ops() as substituted:
         try:
             params = differentiable_steps(params, buffers, distill_loss, mirror, kd_steps,
                                           audit, DISTILLATION)
-            params = differentiable_steps(params, buffers, task_loss, mirror, task_steps,
-                                          audit, TASK_LOSS,
-                                          second_order=task_steps_second_order)
+            params = differentiable_steps(
+                params, buffers, task_loss, mirror, task_steps, audit, TASK_LOSS,
+                second_order=task_steps_second_order)
             outer = task_loss({**params, **buffers})
         finally:
             report.update(substituted, audit)

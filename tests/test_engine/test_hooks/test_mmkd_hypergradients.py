@@ -44,7 +44,8 @@ def hypergradient(model, optimizer, inputs, samples, mode, kd_steps, task_steps,
         nets = [p for p in model.weighting.parameters() if p.requires_grad]
         _, surrogate = meta_objective(mode, model, optimizer, inputs, samples, kd_steps,
                                       task_steps, **kwargs)
-        grads = torch.autograd.grad(surrogate, nets, allow_unused=True)
+        grads = (torch.autograd.grad(surrogate, nets, allow_unused=True)
+                 if surrogate.requires_grad else [None] * len(nets))
     return torch.cat([(torch.zeros_like(p) if g is None else g).flatten()
                       for p, g in zip(nets, grads)])
 
@@ -106,6 +107,14 @@ def test_cheap_modes_leave_the_student_bn_stats_and_optimizer_unchanged(two_teac
                            optimizer.state_dict()['state'][pid]['momentum_buffer'])
 
 
+@pytest.mark.parametrize('mode', ['exact', 'first_order_task', 'finite_difference'])
+def test_without_distillation_steps_every_mode_gives_no_hypergradient(two_teachers, mode):
+    model, optimizer, inputs, samples = distiller_with_history(two_teachers, 'sgd',
+                                                               torch.float32)
+    grad = hypergradient(model, optimizer, inputs, samples, mode, 0, 1)
+    assert torch.equal(grad, torch.zeros_like(grad))
+
+
 def test_an_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="hypergradient='second_order'.*finite_difference"):
         MetaWeightHook(hypergradient='second_order')
@@ -139,6 +148,39 @@ def test_cache_keeps_samples_under_its_cap_and_drops_those_that_left():
     cache.keep_only([12])
     assert len(cache) == 1 and cache.bytes == 840
     assert QuizCache(0).put_batch([1], [0], inputs, list('abcd'), outputs) == 0
+
+
+def test_kept_data_samples_own_their_tensors_and_count_under_the_cap():
+    from mmpretrain.structures import DataSample
+    scores = torch.rand(4, 10)  # e.g. Mixup's mixed labels: each sample holds a row view
+    samples = [DataSample().set_gt_score(scores[i]) for i in range(4)]
+    cache = QuizCache(max_bytes=10**6)
+    cache.put_batch([7], [2], torch.zeros(4, 3, 2, 2), samples, (torch.zeros(4, 10), ))
+    kept = cache.entries[7][1]
+    assert torch.equal(kept.gt_score, scores[2])
+    assert kept.gt_score.untyped_storage().nbytes() == 10 * 4  # not the batch's 4 x 10
+    assert cache.bytes == 3 * 2 * 2 * 4 + 10 * 4 + 10 * 4
+
+
+def test_a_quiz_of_the_current_batch_is_the_steps_own_inputs_and_teacher_outputs(
+        two_teachers):
+    from mmkd_ext.structures import KDStep
+    model = make_distiller(two_teachers, weighting=dict(type='MetaWeightNet', batch_size=4))
+    model.retain_teacher_outputs = True
+    model.train()
+    inputs, samples = make_batch(model, batch_size=4)
+    model(inputs, samples, mode='loss')
+    step = model.last_step
+    assert isinstance(step, KDStep) and step.inputs is not None
+    heads, maps = step.teacher_outputs
+    assert len(heads) == len(maps) == 2 and heads[0].shape == (4, 10)
+    hook = MetaWeightHook(buffer_size=8, quiz_batch_size=4)  # the buffer is not full
+    data, known = hook._quiz_batch(model, dict(inputs=[], data_samples=samples))
+    assert data['inputs'] is step.inputs and known == (step.inputs, step.teacher_outputs)
+    assert data['data_samples'] is not step.batch.data_samples  # a copy
+    model.retain_teacher_outputs = False
+    model(inputs, samples, mode='loss')
+    assert model.last_step.inputs is None and model.last_step.teacher_outputs is None
 
 
 class TeacherCalls:
@@ -179,13 +221,11 @@ def mmkd_runner(shapes_root, teacher_dir, work_dir, max_iters, **hook):
     return Runner.from_cfg(cfg)
 
 
-@pytest.mark.parametrize('use_hard_buffer', [True, False])
-def test_meta_steps_run_no_teacher(shapes_root, teacher_dir, tmp_path, use_hard_buffer):
+def test_meta_steps_run_no_teacher(shapes_root, teacher_dir, tmp_path):
     """Quiz batches come from the training steps: the teachers run once per training
     step (and once for the probe before the first one), and what is kept matches the
     teachers on the kept inputs."""
-    runner = mmkd_runner(shapes_root, teacher_dir, tmp_path, max_iters=6,
-                         use_hard_buffer=use_hard_buffer)
+    runner = mmkd_runner(shapes_root, teacher_dir, tmp_path, max_iters=4)
     calls = TeacherCalls(runner.model)
     hook = next(h for h in runner.hooks if isinstance(h, MetaWeightHook))
     kept = []  # the cache after the last iteration, before any checkpoint
@@ -193,10 +233,8 @@ def test_meta_steps_run_no_teacher(shapes_root, teacher_dir, tmp_path, use_hard_
         (hook.buffer.tolist(), dict(hook.cache.entries)))), priority='LOW')
     runner.train()
     teachers = len(runner.model.teachers)
-    assert calls.count == teachers * (6 + 1)
+    assert calls.count == teachers * (4 + 1)
     assert runner.message_hub.get_scalar('train/meta_quiz_reused').mean() == 1.0
-    if not use_hard_buffer:
-        return
     (buffer, entries), = kept
     assert set(entries) == set(buffer)
     hook.cache.entries = entries
@@ -209,12 +247,15 @@ def test_meta_steps_run_no_teacher(shapes_root, teacher_dir, tmp_path, use_hard_
     assert len(hook.cache) == 0
 
 
-def test_quiz_cache_off_reloads_and_runs_the_teachers(shapes_root, teacher_dir, tmp_path):
-    runner = mmkd_runner(shapes_root, teacher_dir, tmp_path, max_iters=6, quiz_cache_mb=0)
+def test_too_small_a_quiz_cache_warns_reloads_and_runs_the_teachers(
+        shapes_root, teacher_dir, tmp_path, capsys):
+    runner = mmkd_runner(shapes_root, teacher_dir, tmp_path, max_iters=4, quiz_cache_mb=0.05)
     calls = TeacherCalls(runner.model)
     runner.train()
+    assert 'of the buffer\'s 32 samples, and a quiz batch is reused only' in \
+        capsys.readouterr().out
     teachers = len(runner.model.teachers)
-    # The buffer (32) is full after 2 steps of 16: each meta step (iterations 2, 4
-    # and 6) reloads its quiz batch and runs the teachers on it.
-    assert calls.count == teachers * (6 + 1 + 3)
+    # The buffer (32) is full after 2 steps of 16: each meta step (iterations 2 and
+    # 4) reloads its quiz batch and runs the teachers on it.
+    assert calls.count == teachers * (4 + 1 + 2)
     assert runner.message_hub.get_scalar('train/meta_quiz_reused').current() == 0.0
