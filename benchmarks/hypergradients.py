@@ -28,6 +28,8 @@ from benchmarks.methods import VARIANT_TABLE, method_hook
 
 #: The reference of the comparison.
 EXACT = 'exact'
+#: The hook options a hypergradient depends on (variants setting others are not compared).
+HYPERGRADIENT_KEYS = {'hypergradient', 'inner_kd_steps', 'inner_ce_steps'}
 
 
 @HOOKS.register_module(force=True)
@@ -51,7 +53,8 @@ class HypergradientComparisonHook(MetaWeightHook):
             outer, surrogate = meta_objective(mode, model, optimizer, inputs, data_samples,
                                               kd, ce, report=self.second_order,
                                               teacher_outputs=known)
-            grads = torch.autograd.grad(surrogate, nets, allow_unused=True)
+            grads = (torch.autograd.grad(surrogate, nets, allow_unused=True)
+                     if surrogate.requires_grad else [None] * len(nets))
         _sync()
         seconds = time.perf_counter() - start
         flat = torch.cat([(torch.zeros_like(p) if g is None else g).flatten()
@@ -68,11 +71,14 @@ class HypergradientComparisonHook(MetaWeightHook):
             _sync()
             teacher_seconds = None if teacher_outputs else time.perf_counter() - start
             state = capture_random_state()
-            measured = {}
-            for label, options in {EXACT: {}, **self.settings}.items():
+            measured = {EXACT: self._one(model, optimizer, inputs, data_samples, known, {},
+                                         nets)}
+            after_exact = capture_random_state()  # where a plain run would go on from
+            for label, options in self.settings.items():
                 restore_random_state(state)  # the same dropout draws for every option
                 measured[label] = self._one(model, optimizer, inputs, data_samples, known,
                                             options, nets)
+            restore_random_state(after_exact)
         reference, exact_grads, _, outer = measured[EXACT]
         for param, grad in zip(nets, exact_grads):
             if grad is not None:
@@ -97,7 +103,8 @@ def compare(config: str, options: dict, iters: int, warmup: int, interval: int,
     cfg = configure(config, interval, iters, warmup, batch_size, options)
     hook = method_hook(cfg.custom_hooks, 'mmkd')
     hook['type'] = 'mmkd_ext.HypergradientComparisonHook'
-    hook['settings'] = settings or {v.key: v.hook_options for v in VARIANT_TABLE}
+    hook['settings'] = settings or {v.key: v.hook_options for v in VARIANT_TABLE
+                                    if set(v.hook_options) & HYPERGRADIENT_KEYS}
     hook['precise_bn_batches'] = 0
     if load_from:
         cfg.load_from = load_from

@@ -47,7 +47,8 @@ class Variant(NamedTuple):
 
 
 #: MMKD's hypergradient options against its exact default (see
-#: ``mmkd_ext.engine.optimizers.hypergradient``).
+#: ``mmkd_ext.engine.optimizers.hypergradient``), and MMKD without the kept quiz samples
+#: (its quiz batches reloaded and their teachers run, as before that reuse).
 VARIANT_TABLE = (
     Variant('mmkd_first_order', 'MMKD, first-order task step', 'mmkd',
             dict(hypergradient='first_order_task')),
@@ -57,6 +58,8 @@ VARIANT_TABLE = (
             dict(inner_kd_steps=1, inner_ce_steps=0)),
     Variant('mmkd_fd_one_step', 'MMKD, finite-difference one-step', 'mmkd',
             dict(hypergradient='finite_difference', inner_kd_steps=1, inner_ce_steps=0)),
+    Variant('mmkd_quiz_reloaded', 'MMKD, quiz samples reloaded', 'mmkd',
+            dict(quiz_cache_mb=0)),
 )
 #: The variants by key.
 VARIANTS = {variant.key: variant for variant in VARIANT_TABLE}

@@ -264,6 +264,8 @@ def check_args(parser, args, methods) -> None:
         stray.append('--jobs')
     if args.hypergradients and args.methods:
         stray.append('--methods')
+    if args.hypergradients and args.rounds is not None:
+        stray.append('--rounds')
     for dest, flag in (('load_from', '--load-from'), ('interval', '--interval')):
         if getattr(args, dest) is not None and not args.hypergradients:
             stray.append(flag)
@@ -277,6 +279,11 @@ def check_args(parser, args, methods) -> None:
             parser.error(f'{entry}: METHOD:INTERVAL with --overhead only')
         if colon and not (interval.isdigit() and int(interval) >= 1):
             parser.error(f'{entry}: the interval must be an integer >= 1')
+    from benchmarks.methods import VARIANTS
+    variants = [m for m in args.methods or () if m.partition(':')[0] in VARIANTS]
+    if args.families is not None and variants:
+        parser.error(f'{variants}: the family matrix runs the methods as shipped, not '
+                     'their variants')
     if args.overhead and args.methods and 'aver' not in args.methods:
         parser.error('--overhead compares with AVER: list aver among --methods')
     if args.load_from and not osp.isfile(args.load_from):

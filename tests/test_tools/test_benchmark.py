@@ -333,6 +333,8 @@ def test_benchmark_reuses_finished_runs_and_reports_a_failed_one(tmp_path, shape
     (['--overhead', '--load-from', 'x.pth'], '--load-from do(es) not apply to --overhead'),
     (['--hypergradients', '--load-from', 'missing.pth'], 'missing.pth: no such checkpoint'),
     (['--hypergradients', '--interval', '0'], '--interval must be >= 1'),
+    (['--hypergradients', '--rounds', '2'], '--rounds do(es) not apply to --hypergradients'),
+    (['--families', '--methods', 'mmkd_fd'], "['mmkd_fd']: the family matrix runs the methods"),
     (['--task', 'detection'], '--task do(es) not apply to the matrix'),
     (['--cfg-options', 'train_cfg'], 'KEY=VALUE'),
     (['--jobs', '0'], '--jobs must be >= 1'),
