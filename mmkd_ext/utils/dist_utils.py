@@ -2,7 +2,7 @@
 from typing import Iterable
 
 import torch
-from mmengine.dist import all_gather, all_reduce_params, get_world_size
+from mmengine.dist import all_gather, all_reduce, all_reduce_params, get_world_size
 
 
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
@@ -16,6 +16,22 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     grads = [p.grad for p in params if p.grad is not None]
     if get_world_size() > 1 and grads:
         all_reduce_params(grads, coalesce=True, op='mean')
+
+
+def fill_missing_gradients(params: Iterable[torch.nn.Parameter]) -> None:
+    """Give a zero ``.grad`` to each parameter that has none on this rank but has one
+    on another (a no-op in a single process), so that every rank then averages the
+    same list; a parameter without a gradient on every rank keeps none, as in a
+    single process. One collective."""
+    params = list(params)
+    if get_world_size() == 1 or not params:
+        return
+    has = torch.tensor([float(p.grad is not None) for p in params],
+                       device=params[0].device)
+    all_reduce(has, op='max')
+    for param, flag in zip(params, has.tolist()):
+        if flag and param.grad is None:
+            param.grad = torch.zeros_like(param)
 
 
 def gather_rows(tensor: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from mmkd_ext.engine.optimizers.second_order import (SecondOrderError, SecondOrd
 from mmkd_ext.models.weighting.meta_weight_net import MetaWeightNet
 from mmkd_ext.registry import HOOKS
 from mmkd_ext.utils.batch_stats import reestimate_batch_norm_statistics
-from mmkd_ext.utils.dist_utils import average_gradients, gather_rows
+from mmkd_ext.utils.dist_utils import average_gradients, fill_missing_gradients, gather_rows
 from .base import WeightingTrainerHook
 from .quiz_cache import QuizCache
 from .random_state import capture_random_state, restore_random_state, seed_host_generators
@@ -84,8 +84,8 @@ class MetaWeightHook(WeightingTrainerHook):
     resumed run continues exactly as an uninterrupted one (and never sees teachers'
     outputs from before the resume); the checkpoint schedule therefore changes which
     quiz batches are reloaded. In distributed runs a rank keeps the samples of its
-    own batches only, and its quiz block draws from every rank's, so its quiz batches
-    are reloaded. Logged: ``meta_quiz_reused`` (the share of quiz batches assembled
+    own batches only while its quiz block draws from every rank's, so the kept samples
+    are switched off there and quiz batches from the buffer are reloaded. Logged: ``meta_quiz_reused`` (the share of quiz batches assembled
     without running the teachers); a warning says when ``quiz_cache_mb`` cannot hold
     the buffer.
 
@@ -201,6 +201,8 @@ class MetaWeightHook(WeightingTrainerHook):
         self.check_student_supported(model, runner.optim_wrapper)
         model.retain_teacher_outputs = True
         self.cache.clear()
+        if get_world_size() > 1:  # a rank's quiz block mixes every rank's samples
+            self.cache.disable()
         if self.hypergradient_mode != 'exact':
             print_log(f'MetaWeightHook: hypergradient={self.hypergradient_mode!r} '
                       f'approximates {APPROXIMATIONS[self.hypergradient_mode]}.',
@@ -407,10 +409,7 @@ class MetaWeightHook(WeightingTrainerHook):
         self.meta_optimizer.zero_grad(set_to_none=True)
         outer = self.hypergradient(model, runner.optim_wrapper.optimizer,
                                    data['inputs'], data['data_samples'], teacher_outputs)
-        if get_world_size() > 1:  # every rank averages the same list of gradients
-            for param in model.weighting.parameters():
-                if param.grad is None:
-                    param.grad = torch.zeros_like(param)
+        fill_missing_gradients(model.weighting.parameters())  # the same list on every rank
         average_gradients(model.weighting.parameters())
         self.meta_optimizer.step()
         self.meta_optimizer.zero_grad(set_to_none=True)

@@ -80,15 +80,28 @@ def compact_sample(sample: BaseDataElement) -> Tuple[BaseDataElement, int]:
             value, nested = compact_sample(value)
             size += nested
         elif isinstance(value, torch.Tensor):
-            value = value.clone()
+            value = value.detach().clone()
             size += value.numel() * value.element_size()
         elif isinstance(value, np.ndarray):
             value = value.copy()
             size += value.nbytes
-        else:
+        else:  # e.g. mmdet's boxes and masks: per-sample objects, shared and counted
+            size += _object_bytes(value)
             continue
         setattr(copy_, key, value)
     return copy_, size
+
+
+def _object_bytes(value: Any) -> int:
+    """The bytes of the tensor or array an object wraps (mmdet's ``BaseBoxes.tensor``,
+    ``BitmapMasks.masks``); 0 for anything else."""
+    for attr in ('tensor', 'masks'):
+        inner = getattr(value, attr, None)
+        if isinstance(inner, torch.Tensor):
+            return inner.numel() * inner.element_size()
+        if isinstance(inner, np.ndarray):
+            return inner.nbytes
+    return 0
 
 
 def tree_bytes(tree: Any) -> int:
