@@ -225,7 +225,7 @@ def test_meta_steps_run_no_teacher(shapes_root, teacher_dir, tmp_path):
     """Quiz batches come from the training steps: the teachers run once per training
     step (and once for the probe before the first one), and what is kept matches the
     teachers on the kept inputs."""
-    runner = mmkd_runner(shapes_root, teacher_dir, tmp_path, max_iters=4)
+    runner = mmkd_runner(shapes_root, teacher_dir, tmp_path, max_iters=2)
     calls = TeacherCalls(runner.model)
     hook = next(h for h in runner.hooks if isinstance(h, MetaWeightHook))
     kept = []  # the cache after the last iteration, before any checkpoint
@@ -233,7 +233,7 @@ def test_meta_steps_run_no_teacher(shapes_root, teacher_dir, tmp_path):
         (hook.buffer.tolist(), dict(hook.cache.entries)))), priority='LOW')
     runner.train()
     teachers = len(runner.model.teachers)
-    assert calls.count == teachers * (4 + 1)
+    assert calls.count == teachers * (2 + 1)
     assert runner.message_hub.get_scalar('train/meta_quiz_reused').mean() == 1.0
     (buffer, entries), = kept
     assert set(entries) == set(buffer)
@@ -249,13 +249,13 @@ def test_meta_steps_run_no_teacher(shapes_root, teacher_dir, tmp_path):
 
 def test_too_small_a_quiz_cache_warns_reloads_and_runs_the_teachers(
         shapes_root, teacher_dir, tmp_path, capsys):
-    runner = mmkd_runner(shapes_root, teacher_dir, tmp_path, max_iters=4, quiz_cache_mb=0.05)
+    runner = mmkd_runner(shapes_root, teacher_dir, tmp_path, max_iters=2, quiz_cache_mb=0.05)
     calls = TeacherCalls(runner.model)
     runner.train()
     assert 'of the buffer\'s 32 samples, and a quiz batch is reused only' in \
         capsys.readouterr().out
     teachers = len(runner.model.teachers)
-    # The buffer (32) is full after 2 steps of 16: each meta step (iterations 2 and
-    # 4) reloads its quiz batch and runs the teachers on it.
-    assert calls.count == teachers * (4 + 1 + 2)
+    # The buffer (32) is full after 2 steps of 16: the meta step of iteration 2
+    # reloads its quiz batch and runs the teachers on it.
+    assert calls.count == teachers * (2 + 1 + 1)
     assert runner.message_hub.get_scalar('train/meta_quiz_reused').current() == 0.0
