@@ -31,8 +31,8 @@ else:
 #: module a worker) they start first, so that short modules fill the end of the run.
 LONGEST_MODULES = ('test_distributed.py', 'test_tools.py', 'test_faults.py',
                    'test_task_configs.py', 'test_teacher_diagnostics.py', 'test_mtkd_rl.py',
-                   'test_benchmark.py', 'test_mmkd.py', 'test_paired_seeds.py',
-                   'test_registry.py')
+                   'test_benchmark.py', 'test_mmkd.py', 'test_mmkd_hypergradients.py',
+                   'test_paired_seeds.py', 'test_mmkd_second_order.py', 'test_registry.py')
 
 
 def pytest_collection_modifyitems(items):
