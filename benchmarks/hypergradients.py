@@ -19,7 +19,7 @@ import torch
 from mmengine.config import Config
 
 from mmkd_ext.engine.hooks import MetaWeightHook
-from mmkd_ext.engine.hooks.random_state import capture_random_state, restore_random_state
+from mmkd_ext.utils.random_state import capture_random_state, restore_random_state
 from mmkd_ext.engine.optimizers.hypergradient import meta_objective
 from mmkd_ext.registry import HOOKS
 

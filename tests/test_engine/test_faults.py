@@ -21,7 +21,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader, Dataset
 
-from mmkd_ext.engine.hooks.random_state import capture_random_state, restore_random_state
+from mmkd_ext.utils.random_state import capture_random_state, restore_random_state
 from mmkd_ext.engine.hooks.worker_init import seed_train_worker
 from mmkd_ext.utils import atomic_write, latest_checkpoint, safe_torch_load
 from conftest import KD_CONFIG, ROOT, TEACHER_CONFIGS, kd_overrides, load_kd_config

@@ -19,9 +19,10 @@ from mmkd_ext.models.weighting.meta_weight_net import MetaWeightNet
 from mmkd_ext.registry import HOOKS
 from mmkd_ext.utils.batch_stats import reestimate_batch_norm_statistics
 from mmkd_ext.utils.dist_utils import average_gradients, fill_missing_gradients, gather_rows
+from mmkd_ext.utils.random_state import (capture_random_state, restore_random_state,
+                                         seed_host_generators)
 from .base import WeightingTrainerHook
 from .quiz_cache import QuizCache
-from .random_state import capture_random_state, restore_random_state, seed_host_generators
 
 
 @contextmanager

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 
 from mmkd_ext.structures import KDBatch, TeacherWeights
+from mmkd_ext.utils.random_state import capture_random_state, restore_random_state
 from .lookahead import call, lookahead_task_loss, mirror_optimizer, student_task_loss
 from .second_order import SecondOrderReport
 
@@ -78,20 +79,6 @@ def meta_objective(mode: str, distiller: nn.Module, optimizer: torch.optim.Optim
     return outer, outer
 
 
-def _torch_rng_state():
-    """The states of torch's generators (CPU and the current CUDA device): what the
-    models' dropout and drop path draw from."""
-    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
-    return torch.get_rng_state(), (torch.cuda.get_rng_state() if cuda else None)
-
-
-def _set_torch_rng_state(state) -> None:
-    cpu, cuda = state
-    torch.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state(cuda)
-
-
 def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Optimizer,
                                 inputs: torch.Tensor, data_samples: list, kd_steps: int,
                                 task_steps: int, teacher_outputs: Optional[tuple] = None,
@@ -111,7 +98,7 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
        derivative of ``term_ik`` along ``u_s``: the central difference
        ``(term_ik(theta_s + e u_s) - term_ik(theta_s - e u_s)) / 2e``, with
        ``e = epsilon / |u_s|`` and, on both sides, the random numbers (dropout, drop
-       path) of the step's own forward. Torch's generators are left as the outer
+       path) of the step's own forward. The generators are left as the outer
        forward left them, as in the other modes.
 
     Returns:
@@ -140,7 +127,7 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
     with distiller.weighting.learning(), distiller.lookahead(teacher_outputs):
         for _ in range(kd_steps):
             point = {n: t.detach().requires_grad_() for n, t in chain.items()}
-            rng = _torch_rng_state()
+            rng = capture_random_state()
             batch, weights = call(distiller, {**point, **buffers}, inputs, data_samples,
                                   mode='distill_terms')
             frozen = TeacherWeights(logit=weights.logit.detach(),
@@ -160,7 +147,7 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
             step(point, task_loss(point), as_leaves=False)
         final = {n: t.detach().requires_grad_() for n, t in chain.items()}
         outer = task_loss(final)
-        after_outer = _torch_rng_state()
+        after_outer = capture_random_state()
         if not leaves:  # no distillation step: the nets do not reach the outer loss
             return outer.detach(), outer.new_zeros(())
         names = [n for n in final if chain[n].requires_grad]
@@ -185,7 +172,7 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
             scale = epsilon / float(norm)
             terms = []
             for sign in (1.0, -1.0):
-                _set_torch_rng_state(rng)  # the random numbers of the step's own forward
+                restore_random_state(rng)  # the random numbers of the step's own forward
                 shifted = {n: (t + sign * scale * u[n] if n in u else t)
                            for n, t in point.items()}
                 with torch.no_grad():
@@ -201,5 +188,5 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
             surrogate = surrogate + sum(
                 v.mean() for v in distiller.per_sample_distill_losses(derivative,
                                                                       weights).values())
-        _set_torch_rng_state(after_outer)
+        restore_random_state(after_outer)
     return outer.detach(), surrogate
