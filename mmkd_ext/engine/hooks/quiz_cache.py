@@ -7,26 +7,28 @@ import torch
 from mmengine.structures import BaseDataElement
 
 
-def split_rows(tree: Any, batch_size: int) -> List[Any]:
-    """``batch_size`` copies of a nested list/tuple/dict of batch-first tensors, the
-    ``i``-th holding row ``i`` of every tensor (cloned, so that a row does not keep
-    its batch's storage alive). Non-tensor leaves are shared.
+def split_rows(tree: Any, batch_size: int,
+               rows: Optional[Sequence[int]] = None) -> List[Any]:
+    """Per row of ``rows`` (all ``batch_size`` by default), a copy of a nested
+    list/tuple/dict of batch-first tensors holding that row of every tensor (cloned,
+    so that a row does not keep its batch's storage alive). Non-tensor leaves are
+    shared.
 
     Raises:
         ValueError: a tensor's first dimension is not ``batch_size``.
     """
+    check_batch_first(tree, batch_size)
+    return [_row(tree, row) for row in (range(batch_size) if rows is None else rows)]
+
+
+def _row(tree: Any, row: int) -> Any:
     if isinstance(tree, (list, tuple)):
-        parts = [split_rows(v, batch_size) for v in tree]
-        return [type(tree)(p[i] for p in parts) for i in range(batch_size)]
+        return type(tree)(_row(v, row) for v in tree)
     if isinstance(tree, dict):
-        parts = {k: split_rows(v, batch_size) for k, v in tree.items()}
-        return [{k: p[i] for k, p in parts.items()} for i in range(batch_size)]
+        return {k: _row(v, row) for k, v in tree.items()}
     if isinstance(tree, torch.Tensor):
-        if tree.dim() == 0 or tree.shape[0] != batch_size:
-            raise ValueError(f'a tensor of shape {tuple(tree.shape)} is not batch-first '
-                             f'(batch of {batch_size})')
-        return [row.clone() for row in tree.unbind(0)]
-    return [tree] * batch_size
+        return tree[row].clone()
+    return tree
 
 
 def stack_rows(rows: Sequence[Any]) -> Any:
@@ -53,18 +55,6 @@ def check_batch_first(tree: Any, batch_size: int) -> None:
     elif isinstance(tree, torch.Tensor) and (tree.dim() == 0 or tree.shape[0] != batch_size):
         raise ValueError(f'a tensor of shape {tuple(tree.shape)} is not batch-first '
                          f'(batch of {batch_size})')
-
-
-def take_rows(tree: Any, rows: Sequence[int]) -> Any:
-    """Rows ``rows`` of every tensor of a nested list/tuple/dict of batch-first tensors
-    (``index_select`` on dim 0, a copy); non-tensor leaves are shared."""
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(take_rows(v, rows) for v in tree)
-    if isinstance(tree, dict):
-        return {k: take_rows(v, rows) for k, v in tree.items()}
-    if isinstance(tree, torch.Tensor):
-        return tree.index_select(0, torch.as_tensor(rows, device=tree.device))
-    return tree
 
 
 def compact_sample(sample: BaseDataElement) -> Tuple[BaseDataElement, int]:
@@ -172,11 +162,10 @@ class QuizCache:
         if not self.max_bytes or not len(rows):
             return 0
         try:
-            check_batch_first(teacher_outputs, len(inputs))
+            outputs = split_rows(teacher_outputs, len(inputs), rows)
         except ValueError as error:
             self.refused = f'the teachers\' outputs cannot be split by sample: {error}'
             return 0
-        outputs = split_rows(take_rows(teacher_outputs, rows), len(rows))
         stored = 0
         for index, row, output in zip(indices, rows, outputs):
             self._drop(index)
