@@ -121,18 +121,23 @@ def plan_teachers(name: str, task: Task, settings: Settings) -> List[Experiment]
             for run in task.teachers]
 
 
+def write_derived_config(path: str, comment: str, base: str, overrides: str) -> str:
+    """Write a config file at ``path``: ``# comment``, ``_base_ = [base]`` (absolute)
+    and the ``overrides`` lines."""
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(f'# {comment}\n_base_ = [{osp.abspath(base)!r}]\n{overrides}\n')
+    return path
+
+
 def write_single_teacher_config(aver_config: str, teacher_index: int, path: str) -> str:
     """A config distilling from one of ``aver_config``'s teachers only (plain KD: the
     uniform weighting of one teacher is 1)."""
     from mmengine.config import Config
     teacher = Config.fromfile(aver_config).model.teachers[teacher_index].to_dict()
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w') as f:
-        f.write(f'# Plain KD from one teacher: {osp.basename(aver_config)} with its teacher '
-                f'{teacher["name"]!r} only.\n'
-                f'_base_ = [{osp.abspath(aver_config)!r}]\n'
-                f'model = dict(teachers=[{teacher!r}])\n')
-    return path
+    return write_derived_config(
+        path, f'Plain KD from one teacher: {osp.basename(aver_config)} with its teacher '
+        f'{teacher["name"]!r} only.', aver_config, f'model = dict(teachers=[{teacher!r}])')
 
 
 def write_variant_config(variant: Variant, method_config: str, path: str) -> str:
@@ -141,13 +146,9 @@ def write_variant_config(variant: Variant, method_config: str, path: str) -> str
     from mmengine.config import Config
     hooks = copy.deepcopy(Config.fromfile(method_config).get('custom_hooks', []))
     method_hook(hooks, variant.method).update(variant.hook_options)
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w') as f:
-        f.write(f'# {variant.name}: {osp.relpath(method_config)} with '
-                f'{variant.hook_options!r} in its hook.\n'
-                f'_base_ = [{osp.abspath(method_config)!r}]\n'
-                f'custom_hooks = {hooks!r}\n')
-    return path
+    return write_derived_config(
+        path, f'{variant.name}: {osp.relpath(method_config)} with '
+        f'{variant.hook_options!r} in its hook.', method_config, f'custom_hooks = {hooks!r}')
 
 
 def plan_students(name: str, task: Task, settings: Settings, seeds: Sequence[int],

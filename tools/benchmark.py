@@ -92,18 +92,25 @@ def prepare_data(task, data_root=None) -> str:
     return task.data_root
 
 
-def overhead(args, task_name: str, task) -> None:
-    """``--overhead``: the bound and each method's KD step, in one child process."""
-    from benchmarks.benchmark import (format_overhead_table, format_teacher_variant_table,
-                                      run_in_subprocess)
-    from benchmarks.methods import METHODS
+def timing_setup(args, task_name: str, task) -> tuple:
+    """What ``--overhead`` and ``--hypergradients`` run on: the cfg-options pointing the
+    task's configs at its data and teachers (:func:`prepare_teachers`), and the batch
+    size (``--batch-size``, else 64 for classification and 8 for the dense tasks)."""
     data_root = prepare_data(task, args.data_root)
     checkpoints = prepare_teachers(task, args.teacher_dir
                                    or osp.join(task.work_root, 'teachers'))
     options = task.data_options(data_root)
     options.update(task.checkpoint_options([checkpoints[run.export_as]
                                             for run in task.teachers]))
-    batch_size = args.batch_size or (64 if task_name == 'classification' else 8)
+    return options, args.batch_size or (64 if task_name == 'classification' else 8)
+
+
+def overhead(args, task_name: str, task) -> None:
+    """``--overhead``: the bound and each method's KD step, in one child process."""
+    from benchmarks.benchmark import (format_overhead_table, format_teacher_variant_table,
+                                      run_in_subprocess)
+    from benchmarks.methods import METHODS
+    options, batch_size = timing_setup(args, task_name, task)
     entries = args.methods or ['aver', 'mmkd:5', 'mtkd_rl', 'mtkd_rl_stochastic']
     spec = dict(student_config=task.student_config,
                 configs={m: task.distill_config(m) for m in METHODS}, entries=entries,
@@ -125,13 +132,7 @@ def hypergradients(args, task_name: str, task) -> None:
     meta steps of a training run, in one child process."""
     from benchmarks.benchmark import run_in_subprocess
     from benchmarks.hypergradients import format_table
-    data_root = prepare_data(task, args.data_root)
-    checkpoints = prepare_teachers(task, args.teacher_dir
-                                   or osp.join(task.work_root, 'teachers'))
-    options = task.data_options(data_root)
-    options.update(task.checkpoint_options([checkpoints[run.export_as]
-                                            for run in task.teachers]))
-    batch_size = args.batch_size or (64 if task_name == 'classification' else 8)
+    options, batch_size = timing_setup(args, task_name, task)
     spec = dict(config=task.distill_config('mmkd'), options=options, iters=args.iters,
                 warmup=args.warmup, interval=args.interval or 5, batch_size=batch_size,
                 load_from=args.load_from)
