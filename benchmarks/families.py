@@ -277,6 +277,16 @@ FAMILIES: Dict[str, Family] = {
     f.name: f for f in DETECTION + DETR + SEGMENTATION + CLASSIFICATION}
 
 
+#: A detection pool of five dense-head families for a RetinaNet student (9 anchors per
+#: location, strides 8-64): FCOS (centerness) and GFL with strides 8-128, RTMDet and
+#: YOLOX (objectness) with strides 8-32, and a RetinaNet. Head KD follows
+#: DenseDetectionView's rule for heads of other layouts; feature KD takes the FPN
+#: levels of strides 8, 16 and 32, which every family has.
+MIXED_DETECTION_STUDENT = 'RetinaNet'
+MIXED_DETECTION_POOL = ('RetinaNet', 'FCOS', 'GFL', 'RTMDet', 'YOLOX')
+MIXED_DETECTION_LAYERS = ('neck[0]', 'neck[1]', 'neck[2]')
+
+
 #: The weightings of the matrix (MTKD-RL's two policies share every code path but the
 #: policy's, so the deterministic one stands for both).
 MATRIX_METHODS = tuple(m.key for m in METHOD_TABLE if m.key != 'mtkd_rl_stochastic')
@@ -310,23 +320,39 @@ def family_kd_config(family: Family, method: str, kd_config: str, data_options: 
                      teacher_checkpoints: Sequence[str], work_dir: str,
                      iters: int = 2, batch_size: int = 2):
     """The task's distillation config (``kd_config`` with ``{}`` for the method) with
-    the family as student and teachers, trained ``iters`` iterations without
-    validation.
+    the family as student and teachers (:func:`pool_kd_config`)."""
+    teachers = [(family, path) for path in teacher_checkpoints]
+    return pool_kd_config(family, teachers, method, kd_config, data_options, work_dir,
+                          iters=iters, batch_size=batch_size)
 
-    The task view, the feature layers and their adapters are left to their defaults
-    for the student (what a user gets without naming them). Returns an mmengine ``Config``.
+
+def pool_kd_config(student: Family, teachers: Sequence[Tuple[Family, str]], method: str,
+                   kd_config: str, data_options: dict, work_dir: str,
+                   feature_layers: Optional[Sequence[str]] = None,
+                   iters: int = 2, batch_size: int = 2):
+    """The task's distillation config (``kd_config`` with ``{}`` for the method) with
+    ``student`` and the ``(family, checkpoint)`` teachers, trained ``iters``
+    iterations without validation.
+
+    The task view is left to its default for the student, and so are the feature
+    layers (unless ``feature_layers``, e.g. the FPN levels a pool of several families
+    shares) and their adapters: what a user gets without naming them. Returns an
+    mmengine ``Config``.
     """
     from mmengine.config import Config
     cfg = Config.fromfile(kd_config.format(method))
     model = cfg.model
-    model.student = family.entry()
+    model.student = student.entry()
     model.teachers = [family.entry(name=f'{family.name} #{i}', checkpoint=path)
-                      for i, path in enumerate(teacher_checkpoints)]
-    model.probe_shape = family.probe_shape
+                      for i, (family, path) in enumerate(teachers)]
+    model.probe_shape = student.probe_shape
     model.pop('task_view', None)
     if model.get('feature_kd') is not None:  # the defaults for the family's features
-        model.feature_kd.pop('layers', None)
         model.feature_kd.pop('adapter', None)
+        model.feature_kd.pop('layers', None)
+        model.feature_kd.pop('teacher_layers', None)
+        if feature_layers:
+            model.feature_kd.layers = list(feature_layers)
     options = {k: v for k, v in data_options.items() if k.startswith('train_')}
     options.update({
         'train_dataloader.batch_size': batch_size,
@@ -340,11 +366,11 @@ def family_kd_config(family: Family, method: str, kd_config: str, data_options: 
         'default_hooks.logger.interval': 1,
         'val_dataloader': None, 'val_cfg': None, 'val_evaluator': None,
         'test_dataloader': None, 'test_cfg': None, 'test_evaluator': None,
-        **method_overrides(method, batch_size, len(teacher_checkpoints)),
+        **method_overrides(method, batch_size, len(teachers)),
     })
     cfg.merge_from_dict(options)
     cfg.work_dir = work_dir
-    cfg.experiment_name = f'{family.name}_{method}'.replace(' ', '_')
+    cfg.experiment_name = f'{student.name}_{method}'.replace(' ', '_')
     return cfg
 
 

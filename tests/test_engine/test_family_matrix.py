@@ -5,11 +5,15 @@ Student and two teachers are the family's zoo config shrunk for a CPU (random we
 two seeds), on the task's generated data, for two iterations. The default run takes
 the fast families with MMKD and MTKD-RL; the whole matrix runs under ``slow``.
 """
+import os.path as osp
+
 import pytest
 import torch
 
-from benchmarks.families import (expected_outcome, family_kd_config, matrix_cases,
-                                 save_family_teachers)
+from benchmarks.families import (FAMILIES, MATRIX_METHODS, MIXED_DETECTION_LAYERS,
+                                 MIXED_DETECTION_POOL, MIXED_DETECTION_STUDENT,
+                                 expected_outcome, family_kd_config, matrix_cases,
+                                 pool_kd_config, save_family_checkpoint, save_family_teachers)
 from conftest import DEMO_TASKS
 
 DATA_FIXTURE = {'classification': 'shapes_root', 'detection': 'coco_root',
@@ -44,6 +48,12 @@ def test_family_distils_with_every_weighting(family, method, request, family_tea
         return
     runner = Runner.from_cfg(cfg)
     runner.train()
+    _check_distilled(runner, method, checkpoints)
+
+
+def _check_distilled(runner, method, checkpoints):
+    """Two iterations done; each step's weights finite, rows summing to 1 (EBKD's to
+    (K-1)/K); MMKD's meta step run exactly; the teachers unchanged."""
     model = runner.model
     step = model.last_step
     assert step is not None and runner.iter == 2
@@ -61,3 +71,32 @@ def test_family_distils_with_every_weighting(family, method, request, family_tea
         saved = torch.load(path, map_location='cpu')['state_dict']
         for key, value in teacher.state_dict().items():
             assert torch.equal(value, saved[key]), key
+
+
+@pytest.mark.parametrize('method', [
+    pytest.param(m, marks=() if m in ('mmkd', 'mtkd_rl') else (pytest.mark.slow, ))
+    for m in MATRIX_METHODS])
+def test_a_pool_of_five_dense_head_families_distils_one_student(method, coco_root,
+                                                                family_teacher_dir, tmp_path):
+    """RetinaNet (9 anchors, strides 8-64) taught by RetinaNet, FCOS, GFL, RTMDet and
+    YOLOX teachers with head KD (DenseDetectionView's rule for other layouts) and
+    feature KD on the shared FPN levels, with every weighting."""
+    from mmengine.runner import Runner
+    task = DEMO_TASKS['detection']
+    teachers = [(FAMILIES[name], save_family_checkpoint(FAMILIES[name], family_teacher_dir, i))
+                for i, name in enumerate(MIXED_DETECTION_POOL)]
+    checkpoints = [path for _, path in teachers]
+    cfg = pool_kd_config(FAMILIES[MIXED_DETECTION_STUDENT], teachers, method, task.kd_config,
+                         task.data_options(coco_root), str(tmp_path),
+                         feature_layers=MIXED_DETECTION_LAYERS)
+    assert cfg.model.logit_kd is not None and cfg.model.feature_kd is not None
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    _check_distilled(runner, method, checkpoints)
+    batch = runner.model.last_step.batch
+    assert batch.logit_kd.shape == batch.feature_kd.shape == (2, len(teachers))
+    assert (batch.logit_kd > 0).all() and (batch.feature_kd > 0).all()
+    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    for i, name in enumerate(MIXED_DETECTION_POOL[1:], start=1):  # the other layouts
+        assert f"Head KD from teacher '{name} #{i}', whose head has another layout" in log
+    assert "teacher 'RetinaNet #0', whose" not in log

@@ -1,8 +1,9 @@
 # Multi-teacher KD on Shapes-COCO from teachers of two dense-head families: the two
-# RetinaNets (3 anchors per location) and a GFL (one anchor, IoU-aware scores), with
-# equal teacher weights (AVER). The heads' class scores differ in layout, so they are
-# not compared (logit_kd=None): the teachers teach through their FPN features, each
-# level through a ConvAdapter per (teacher, level). Train the GFL teacher with
+# RetinaNets (3 anchors per location, like the student) and a GFL (one anchor,
+# IoU-aware scores), with equal teacher weights (AVER). Head KD compares the GFL's
+# scores with the student's best anchor at each location (DenseDetectionView's rule
+# for heads of other layouts); every teacher also teaches through the FPN features,
+# each level through a ConvAdapter per (teacher, level). Train the GFL teacher with
 #   python tools/train.py configs/detection/teachers/gfl_r34_w32_coco_shapes.py
 # and export it with tools/export_student.py to work_dirs/coco_shapes/teachers/.
 _base_ = ['../../_base_/distill/coco_shapes_two_teachers.py', '../../_base_/methods/aver.py']
@@ -19,5 +20,4 @@ model = dict(
              config='{{fileDirname}}/../teachers/gfl_r34_w32_coco_shapes.py',
              checkpoint=teacher_dir + '/gfl_r34_w32.pth'),
     ],
-    logit_kd=None,
     weighting=_base_.pop('weighting'))

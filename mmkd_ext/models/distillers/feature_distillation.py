@@ -92,6 +92,7 @@ class FeatureDistillation:
                                            self.student_layers, 'the student')
         adapters, self.teacher_channels = [], []
         for name, teacher, recorder in zip(teachers.names, teachers.models, teachers.recorders):
+            view.check_teacher(teacher, f'teacher {name!r}')
             teacher_head, teacher_maps = probe(view, teacher, recorder, dummy,
                                                self.teacher_layers, f'teacher {name!r}')
             view.check_compatible(student_head, teacher_head, f'teacher {name!r}',

@@ -84,7 +84,9 @@ class TeacherPool:
                     f'model.teachers[{idx}]: {owner} is a model of {scope} '
                     f'({type(teacher).__name__}) but the student is a model of '
                     f'{student_scope} ({type(student).__name__}). Teachers must solve the '
-                    f"student's task: use {student_scope} teachers.")
+                    f"student's task: every weighting reads each teacher's per-sample "
+                    f'logits and task loss through the task view of the student, which a '
+                    f'model of another task does not give. Use {student_scope} teachers.')
             # Frozen and in eval mode, SyncBN is plain BN (and needs no process group).
             teacher = revert_sync_batchnorm(teacher)
             load_model_weights(teacher, checkpoint, owner)

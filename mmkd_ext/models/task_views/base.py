@@ -67,6 +67,11 @@ class BaseTaskView:
     def bind(self, student: nn.Module) -> None:
         """Read what the view needs from the student model (called once, first)."""
 
+    def check_teacher(self, teacher: nn.Module, teacher_name: str) -> None:
+        """Raise a clear error if the view cannot read ``teacher`` (called once per
+        teacher at construction, after :meth:`bind` and before the teacher first
+        runs)."""
+
     def check_compatible(self, student_out: Any, teacher_out: Any, teacher_name: str,
                          head_kd: bool = True) -> None:
         """Raise a clear error if the two outputs cannot be distilled (called once);

@@ -1,8 +1,12 @@
 """Task view of mmdet detectors with dense (per-location) classification heads."""
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
 
 from mmkd_ext.models.losses.focal import sigmoid_focal_loss
 from mmkd_ext.registry import TASK_VIEWS
@@ -12,6 +16,44 @@ from .base import BaseTaskView
 def _gt_boxes(sample) -> torch.Tensor:
     boxes = sample.gt_instances.bboxes
     return boxes.tensor if hasattr(boxes, 'tensor') else boxes
+
+
+def joint_logit(cls_logit: torch.Tensor, factor_logit: torch.Tensor) -> torch.Tensor:
+    """``logit(sigmoid(a) * sigmoid(b))``, the logit of a class probability times a
+    score factor's (YOLOX's objectness, FCOS's centerness), computed in log space:
+    ``log p = log s(a) + log s(b)`` and ``log(1 - p) = log(s(-a) + s(a) s(-b))``.
+    Shapes broadcast (e.g. ``[B, A, C, H, W]`` and ``[B, A, 1, H, W]``)."""
+    log_p = F.logsigmoid(cls_logit) + F.logsigmoid(factor_logit)
+    log_not_p = torch.logaddexp(F.logsigmoid(-cls_logit),
+                                F.logsigmoid(cls_logit) + F.logsigmoid(-factor_logit))
+    return log_p - log_not_p
+
+
+def resample_level(scores: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Class scores ``[B, A, C, H, W]`` at the map size ``size`` ``(H', W')``:
+    max-pooled over each target location's area when the map is at least as large in
+    both dimensions (a coarse location keeps its area's best score; max commutes with
+    the sigmoid, so logits are pooled), else nearest-upsampled (each target location
+    takes the score of the cell containing its centre)."""
+    b, a, c, h, w = scores.shape
+    if (h, w) == tuple(size):
+        return scores
+    flat = scores.reshape(b, a * c, h, w)
+    if h >= size[0] and w >= size[1]:
+        flat = F.adaptive_max_pool2d(flat, size)
+    else:
+        flat = F.interpolate(flat, size=size, mode='nearest')
+    return flat.reshape(b, a, c, *size)
+
+
+def nearest_level(sizes: Sequence[Tuple[int, int]], size: Tuple[int, int]) -> int:
+    """Index of the map size in ``sizes`` closest to ``size`` in scale (the summed
+    absolute logs of the height and width ratios): an equal size, i.e. an equal stride
+    on the shared input, if there is one; of two equally near, the first (the finer
+    level, in mmdet's order)."""
+    def distance(other):
+        return sum(abs(math.log(o / s)) for o, s in zip(other, size))
+    return min(range(len(sizes)), key=lambda i: distance(sizes[i]))
 
 
 def missed_class_images(logits: torch.Tensor, labels: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -33,19 +75,47 @@ def default_detection_view(student: nn.Module) -> str:
 
 @TASK_VIEWS.register_module()
 class DenseDetectionView(BaseTaskView):
-    """Task view of one-stage mmdet detectors with sigmoid dense heads (RetinaNet,
-    FCOS, ATSS, GFL): the head's first output, a list over FPN levels of class
-    scores ``[B, A*C, H_l, W_l]`` (A anchors per location, C classes).
+    """Task view of mmdet detectors with sigmoid dense (per-location) heads: RetinaNet,
+    FCOS, ATSS, GFL, RTMDet, YOLOX, ... and two-stage detectors through their RPN.
 
-    - per-image logits ``[B, C]``: each class's highest score over all levels,
-      locations and anchors;
-    - logit KD ``[B]``: the KD loss (``SigmoidKLDivergence`` for sigmoid heads) at
-      every location and anchor, averaged per image over all of them, optionally
-      weighted by the teacher's confidence there (its highest class probability);
+    **What a head output means.** The dense head's outputs are mmdet's
+    ``predict_by_feat`` arguments: class scores, a list over levels of
+    ``[B, A*C, H_l, W_l]`` (A priors per location, C classes), box predictions, and,
+    for heads with a third output of A channels a level, score factors (YOLOX's
+    objectness, FCOS's and ATSS's centerness, PAA's IoU) that mmdet multiplies into
+    the class probability at test time. The view compares every head on that footing,
+    the *joint class probability*: ``sigmoid(cls) * sigmoid(factor)`` where a head has
+    score factors (:func:`joint_logit`), ``sigmoid(cls)`` otherwise (GFL's and RTMDet's
+    scores are already IoU-aware). Outputs beyond these three are not read.
+
+    **Heads of different layouts** (another number of priors per location, other
+    strides) are distilled by one rule, at each student level:
+
+    1. priors: where student and teacher have another number of priors per
+       location, both are reduced to the best prior per location and class (max of
+       the scores over the priors);
+    2. levels: the teacher level of the same map size (= the same stride on the
+       shared input) is used; a student level without one takes the teacher's level
+       nearest in scale (:func:`nearest_level`), max-pooled to a smaller map or
+       nearest-upsampled to a larger one (:func:`resample_level`). Teacher levels
+       matched by no student level are left out (RetinaNet's strides 64 and 128
+       against RTMDet's 8/16/32).
+
+    Teachers of the student's layout are compared prior by prior, level by level.
+    How each teacher's levels are matched is logged at construction.
+
+    The per-sample quantities:
+
+    - per-image logits ``[B, C]``: each class's highest joint score over all levels,
+      locations and priors;
+    - logit KD ``[B]``: the KD loss (``SigmoidKLDivergence``) of the joint scores at
+      every student location and prior (after the rule above), averaged per image
+      over all of them, optionally weighted by the teacher's confidence there (its
+      highest class probability);
     - per-image task loss ``[B]`` (a documented proxy for the detection loss): the
-      sigmoid focal loss of the class scores against centre-sampled targets (a
-      location is positive for the classes of the ground-truth boxes containing
-      its centre), summed and divided by the number of positives;
+      sigmoid focal loss of the joint scores against centre-sampled targets (a
+      location is positive for the classes of the ground-truth boxes containing its
+      centre), summed and divided by the number of positives;
     - hard images (MMKD's buffer): some ground-truth class of the image scores
       below 0.5 everywhere;
     - features: every FPN level (the ``neck`` output) by default.
@@ -55,8 +125,8 @@ class DenseDetectionView(BaseTaskView):
     per-image logits are ``[B, 1]``; feature KD covers every FPN level. The RoI
     head is not distilled.
 
-    Head KD needs teacher and student heads with the same levels, anchors and
-    classes; otherwise the distiller stops with an error at construction.
+    Teachers must have a sigmoid dense head under the same attribute as the
+    student's, with the student's classes; others are refused at construction.
 
     Args:
         head (str, optional): the dense head's attribute name; by default
@@ -92,14 +162,34 @@ class DenseDetectionView(BaseTaskView):
         if head is None or not hasattr(head, 'cls_out_channels'):
             raise TypeError(
                 f'{type(self).__name__} needs a detector with a dense {self.head_module!r} '
-                '(one-stage: RetinaNet, FCOS, ATSS, GFL, ...; two-stage through its '
-                f'rpn_head); {name} has none. DETR-family detectors have DETRView; for '
-                'other models (e.g. MaskFormer/Mask2Former, whose mask queries no view '
-                'reads) register a task view and set model.task_view=dict(type=...).')
+                '(one-stage: RetinaNet, FCOS, ATSS, GFL, RTMDet, YOLOX, ...; two-stage '
+                f'through its rpn_head); {name} has none. DETR-family detectors have '
+                'DETRView; for other models (e.g. MaskFormer/Mask2Former, whose mask '
+                'queries no view reads) register a task view and set '
+                'model.task_view=dict(type=...).')
         if not getattr(head, 'use_sigmoid_cls', True):
             raise ValueError(f'{type(head).__name__} classifies with a softmax; '
                              f'{type(self).__name__} supports sigmoid dense heads.')
         self.num_classes = head.cls_out_channels
+
+    def check_teacher(self, teacher: nn.Module, teacher_name: str) -> None:
+        """A teacher needs a sigmoid dense head under the student's head attribute,
+        with the student's classes (its per-image logits join the others')."""
+        head = getattr(teacher, self.head_module, None)
+        if head is None or not hasattr(head, 'cls_out_channels'):
+            raise ValueError(
+                f'{teacher_name} ({type(teacher).__name__}) has no dense head '
+                f'{self.head_module!r} like the student\'s: {type(self).__name__} reads '
+                "every model's dense class scores (its per-image logits feed the "
+                'weightings). Use a dense detector teacher (RetinaNet, FCOS, GFL, RTMDet, '
+                'YOLOX, ...; two-stage ones for a two-stage student).')
+        if not getattr(head, 'use_sigmoid_cls', True):
+            raise ValueError(f'{teacher_name}: {type(head).__name__} classifies with a '
+                             f'softmax; {type(self).__name__} supports sigmoid dense heads.')
+        if head.cls_out_channels != self.num_classes:
+            raise ValueError(
+                f'{teacher_name} has {head.cls_out_channels} classes but the student '
+                f'{self.num_classes}: teachers and student must share the label set.')
 
     def teacher_forward(self, teacher: nn.Module, inputs: torch.Tensor,
                         data_samples: list) -> Any:
@@ -114,21 +204,57 @@ class DenseDetectionView(BaseTaskView):
         labels = sample.gt_instances.labels.to(device)
         return torch.zeros_like(labels) if self.num_classes == 1 else labels
 
+    def _score_factors(self, head_out: Any) -> Optional[Sequence[torch.Tensor]]:
+        """The head's score factors per level (``[B, A, H, W]``), or None: a third
+        output of one channel a prior at every level."""
+        if len(head_out) != 3:
+            return None
+        factors, c = head_out[2], self.num_classes
+        if not isinstance(factors, (list, tuple)) or len(factors) != len(head_out[0]):
+            return None
+        if all(isinstance(f, torch.Tensor) and f.dim() == 4
+               and f.shape[1] * c == s.shape[1] for f, s in zip(factors, head_out[0])):
+            return factors
+        return None
+
     def _levels(self, head_out: Any) -> List[torch.Tensor]:
-        """Class scores per level, each ``[B, A, C, H*W]``."""
-        levels = head_out[0]
+        """Joint class logits per level, each ``[B, A, C, H, W]``."""
         c = self.num_classes
-        return [x.reshape(x.shape[0], x.shape[1] // c, c, -1) for x in levels]
+        factors = self._score_factors(head_out)
+        levels = []
+        for index, x in enumerate(head_out[0]):
+            b, channels, h, w = x.shape
+            x = x.reshape(b, channels // c, c, h, w)
+            if factors is not None:
+                x = joint_logit(x, factors[index].reshape(b, channels // c, 1, h, w))
+            levels.append(x)
+        return levels
+
+    def _aligned(self, student_out: Any, teacher_out: Any
+                 ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """Per student level, the student's and the teacher's joint logits at the same
+        locations, each ``[B, A, C, H*W]`` (the class docstring's rule)."""
+        teacher_levels = self._levels(teacher_out)
+        sizes = [tuple(t.shape[-2:]) for t in teacher_levels]
+        pairs = []
+        for s in self._levels(student_out):
+            size = tuple(s.shape[-2:])
+            t = teacher_levels[nearest_level(sizes, size)]
+            if s.shape[1] != t.shape[1]:  # priors per location differ: the best of each
+                s, t = s.amax(1, keepdim=True), t.amax(1, keepdim=True)
+            t = resample_level(t, size)
+            pairs.append((s.flatten(3), t.flatten(3)))
+        return pairs
 
     # -------------------------------------------------------------- the view
     def sample_logits(self, head_out: Any) -> torch.Tensor:
-        per_level = [x.amax(dim=(1, 3)) for x in self._levels(head_out)]  # [B, C] each
+        per_level = [x.amax(dim=(1, 3, 4)) for x in self._levels(head_out)]  # [B, C] each
         return torch.stack(per_level).amax(0)
 
     def logit_kd(self, kd_loss: nn.Module, student_out: Any, teacher_out: Any,
                  data_samples: list) -> torch.Tensor:
         terms, weights = [], []
-        for s, t in zip(self._levels(student_out), self._levels(teacher_out)):
+        for s, t in self._aligned(student_out, teacher_out):
             b, a, c, n = s.shape
             term = kd_loss(s.transpose(1, 2).reshape(b, c, a * n),
                            t.transpose(1, 2).reshape(b, c, a * n))  # [B, A*N]
@@ -153,15 +279,14 @@ class DenseDetectionView(BaseTaskView):
 
     def _focal_proxy(self, head_out: Any, data_samples: list,
                      targets: Dict[tuple, torch.Tensor]) -> torch.Tensor:
-        """``[B]``: the summed sigmoid focal loss of one head output against the centre
-        targets (cached in ``targets`` by map size, dtype and device), over the number
-        of positives."""
+        """``[B]``: the summed sigmoid focal loss of one head output's joint scores
+        against the centre targets (cached in ``targets`` by map size, dtype and
+        device), over the number of positives."""
         pad_h, pad_w = data_samples[0].metainfo['batch_input_shape']
-        c = self.num_classes
         total = positives = 0.0
-        for raw in head_out[0]:
-            b, channels, h, w = raw.shape
-            x = raw.reshape(b, channels // c, c, h * w)
+        for level in self._levels(head_out):
+            b, a, c, h, w = level.shape
+            x = level.reshape(b, a, c, h * w)
             key = (h, w, x.dtype, x.device)
             if key not in targets:
                 targets[key] = self._centre_targets(data_samples, h, w, pad_h / h,
@@ -200,16 +325,43 @@ class DenseDetectionView(BaseTaskView):
 
     def check_compatible(self, student_out: Any, teacher_out: Any, teacher_name: str,
                          head_kd: bool = True) -> None:
-        s_shapes = [tuple(x.shape[1:]) for x in student_out[0]]
-        t_shapes = [tuple(x.shape[1:]) for x in teacher_out[0]]
-        if head_kd and s_shapes != t_shapes:
-            raise ValueError(
-                f'Head KD: {teacher_name} gives class scores of shapes {t_shapes} per level '
-                f'(anchors*classes, H, W) but the student {s_shapes}; the heads differ in '
-                'classes, anchors or strides. Align the configs, or distil features only '
-                '(logit_kd=None and feature_kd=dict(...)).')
-        if any(shape[0] % self.num_classes for shape in t_shapes):
-            raise ValueError(
-                f'{teacher_name} has class-score channels {[s[0] for s in t_shapes]}, not a '
-                f'multiple of the student\'s {self.num_classes} classes: teachers and student '
-                'must share the label set.')
+        """The class scores must be ``[B, A*C, H, W]`` maps; with head KD, how the
+        teacher's levels meet the student's is logged where the layouts differ."""
+        for owner, out in (('the student', student_out), (teacher_name, teacher_out)):
+            if any(x.dim() != 4 or x.shape[1] % self.num_classes for x in out[0]):
+                raise ValueError(
+                    f'{owner} gives class scores of shapes '
+                    f'{[tuple(x.shape[1:]) for x in out[0]]} per level, not '
+                    f'[priors*{self.num_classes}, H, W] maps.')
+        if head_kd:
+            layout = self.alignment(student_out, teacher_out)
+            if layout:
+                MMLogger.get_current_instance().info(
+                    f'Head KD from {teacher_name}, whose head has another layout (sizes at '
+                    'the probe input): ' + '; '.join(layout) + '.')
+
+    def alignment(self, student_out: Any, teacher_out: Any) -> List[str]:
+        """How the teacher's head meets the student's, in words (empty when the
+        layouts are equal): the prior reduction, and each student level whose
+        teacher level is resampled or another one by position."""
+        t_levels, s_levels = self._levels(teacher_out), self._levels(student_out)
+        sizes = [tuple(t.shape[-2:]) for t in t_levels]
+        matches = [nearest_level(sizes, tuple(s.shape[-2:])) for s in s_levels]
+        words = []
+        priors = sorted({(s.shape[1], t_levels[m].shape[1])
+                         for s, m in zip(s_levels, matches) if s.shape[1] != t_levels[m].shape[1]})
+        words += [f'the best of {a} priors per location against the best of {b}'
+                  for a, b in priors]
+        for index, (s, match) in enumerate(zip(s_levels, matches)):
+            size, t_size = tuple(s.shape[-2:]), sizes[match]
+            if t_size == size and match == index:
+                continue
+            how = '' if t_size == size else (
+                ', max-pooled' if t_size[0] >= size[0] and t_size[1] >= size[1]
+                else ', nearest-upsampled')
+            words.append(f'student level {index} ({size[0]}x{size[1]}) from teacher level '
+                         f'{match} ({t_size[0]}x{t_size[1]}){how}')
+        unused = sorted(set(range(len(t_levels))) - set(matches))
+        if unused:
+            words.append(f'teacher levels {unused} unused')
+        return words

@@ -112,18 +112,19 @@ def test_sample_losses_of_several_heads_equal_each_heads_own(det_teachers):
         assert torch.allclose(together[:, k], view.sample_loss(head, samples))
 
 
-def test_incompatible_heads_are_refused_unless_only_features_are_distilled(tmp_path):
-    other = tiny_retinanet(8, ratios=(1.0, ))  # one anchor per location
+def test_a_teacher_of_another_anchor_layout_distils_its_best_anchor(tmp_path):
+    """A teacher of one anchor per location into the 3-anchor student: the student's
+    best anchor per location and class is distilled (the rule's own hand checks are in
+    test_dense_head_layouts.py)."""
+    other = tiny_retinanet(8, ratios=(1.0, ))
     teacher = [dict(name='one_anchor', config=other,
                     checkpoint=save_checkpoint(other, tmp_path / 'o.pth'))]
-    with pytest.raises(ValueError, match='Align the configs, or distil features only'):
-        det_distiller(teacher)
-    det_distiller(teacher, logit_kd=None)  # feature KD only: fine
-    more_classes = tiny_retinanet(8, num_classes=5)
-    with pytest.raises(ValueError, match='share the label set'):
-        det_distiller([dict(config=more_classes,
-                            checkpoint=save_checkpoint(more_classes, tmp_path / 'c.pth'))],
-                      logit_kd=None)
+    model = det_distiller(teacher)
+    inputs, samples = det_batch(model)
+    losses = model.loss(inputs, samples)
+    assert (model.last_step.batch.logit_kd > 0).all()
+    grad = torch.autograd.grad(losses['loss_kd'], model.student.bbox_head.retina_cls.weight)[0]
+    assert grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize('student_head', ['RetinaHead', 'FCOSHead', 'ATSSHead', 'GFLHead'])
