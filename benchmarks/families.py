@@ -366,7 +366,8 @@ def pool_kd_config(student: Family, teachers: Sequence[Tuple[Family, str]], meth
         'default_hooks.logger.interval': 1,
         'val_dataloader': None, 'val_cfg': None, 'val_evaluator': None,
         'test_dataloader': None, 'test_cfg': None, 'test_evaluator': None,
-        **method_overrides(method, batch_size, len(teachers)),
+        **method_overrides(method, batch_size,
+                           sum(family.task == student.task for family, _ in teachers)),
     })
     cfg.merge_from_dict(options)
     cfg.work_dir = work_dir

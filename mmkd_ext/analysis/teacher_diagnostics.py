@@ -174,7 +174,9 @@ def diagnose_teachers(cfg: Config, max_batches: Optional[int] = None,
         progress: show a progress bar.
 
     Returns:
-        The report: ``teachers`` (names), ``task_view``, ``num_samples``,
+        The report: ``teachers`` (names of the task teachers: feature teachers,
+        models of another library, have no scores and are left out), ``task_view``,
+        ``num_samples``,
         ``num_batches``, ``metric`` (the headline metric's key), ``scores``
         (``{teacher: {metric: value}}``) and ``per_sample``
         (:func:`sample_statistics`, lists in teacher order, ``best_teacher`` a name).
@@ -189,7 +191,9 @@ def diagnose_teachers(cfg: Config, max_batches: Optional[int] = None,
             model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
         distiller = MODELS.build(model_cfg).to(device).eval()
         loader = Runner.build_dataloader(copy.deepcopy(cfg.val_dataloader))
-        evaluators = [Evaluator(copy.deepcopy(cfg.val_evaluator)) for _ in distiller.teachers]
+        task = distiller.teacher_pool.task_indices  # feature teachers have no scores
+        names = [distiller.teacher_names[k] for k in task]
+        evaluators = [Evaluator(copy.deepcopy(cfg.val_evaluator)) for _ in task]
         for evaluator in evaluators:
             evaluator.dataset_meta = getattr(loader.dataset, 'metainfo', None)
         rescale = annotations_follow_resize(cfg.val_dataloader.dataset.get('pipeline'))
@@ -202,13 +206,13 @@ def diagnose_teachers(cfg: Config, max_batches: Optional[int] = None,
             for evaluator in evaluators:
                 _limit_to_seen_images(evaluator, collected['img_ids'])
         scores = {name: _float_metrics(evaluator.evaluate(collected['num_samples']))
-                  for name, evaluator in zip(distiller.teacher_names, evaluators)}
+                  for name, evaluator in zip(names, evaluators)}
     stats = sample_statistics(torch.cat(collected['losses']), torch.cat(collected['top1']),
                               torch.cat(collected['correct']) if collected['correct'] else None)
-    stats['best_teacher'] = distiller.teacher_names[stats['best_teacher']]
+    stats['best_teacher'] = names[stats['best_teacher']]
     first = next(iter(scores.values()))
     metric = next((key for key in PRIMARY_METRICS if key in first), next(iter(first), None))
-    return dict(teachers=list(distiller.teacher_names),
+    return dict(teachers=names,
                 task_view=type(distiller.task_view).__name__,
                 num_samples=collected['num_samples'], num_batches=collected['num_batches'],
                 metric=metric, scores=scores, per_sample=stats)
@@ -228,7 +232,8 @@ def _run_batches(distiller: MultiTeacherDistiller, loader, evaluators: Sequence[
         for index, data in enumerate(loader):
             if index == total:
                 break
-            for teacher, evaluator in zip(pool.models, evaluators):
+            task = pool.task_indices
+            for teacher, evaluator in zip([pool.models[k] for k in task], evaluators):
                 outputs = teacher.val_step(copy.copy(data))
                 evaluator.process(data_samples=outputs, data_batch=data)
             out['img_ids'] += [s.metainfo['img_id'] for s in outputs if 'img_id' in s]
@@ -237,6 +242,7 @@ def _run_batches(distiller: MultiTeacherDistiller, loader, evaluators: Sequence[
             if rescale_boxes:
                 boxes_to_input_frame(samples)
             heads, _ = pool.run(prepared['inputs'], samples)
+            heads = [heads[k] for k in task]
             logits = [view.sample_logits(head) for head in heads]  # K x [B, C]
             out['losses'].append(view.sample_losses(heads, samples).cpu())
             out['top1'].append(torch.stack([x.argmax(1) for x in logits], dim=1).cpu())

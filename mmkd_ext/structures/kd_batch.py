@@ -19,7 +19,9 @@ def _detach(x):
 class KDBatch:
     """Per-sample quantities of one batch, as the task view defines them.
 
-    B: batch size, K: teachers, C: classes (per-sample logits), L: feature layers.
+    B: batch size, K: the task teachers (the teachers of the student's library; all
+    of them unless the pool has feature teachers), C: classes (per-sample logits), L:
+    feature layers.
 
     Attributes:
         student_logits: ``[B, C]`` per-sample student logits (with gradient).
@@ -37,8 +39,13 @@ class KDBatch:
         teacher_features: K lists of L features ``[B, C_t, *]``.
         adapted_features: K lists of L adapted student maps, aligned to the teacher.
         data_samples: the batch's data samples.
-        teacher_heads: the K teachers' raw head outputs (the task view's
-            structure, batch first), as the step computed them.
+        feature_teacher_kd: ``[B, K_F]`` per-sample feature term of each feature
+            teacher (a model of another library, which has no logits), or None
+            when the pool has none. The K above counts the task teachers only;
+            the weightings see those.
+        teacher_outputs: ``(heads, maps)`` of the whole pool as
+            :meth:`~mmkd_ext.models.distillers.TeacherPool.run` returned them (task
+            and feature teachers, config order), as the step computed them.
     """
     student_logits: torch.Tensor
     teacher_logits: torch.Tensor
@@ -50,7 +57,8 @@ class KDBatch:
     teacher_features: List[List[torch.Tensor]] = field(default_factory=list)
     adapted_features: List[List[torch.Tensor]] = field(default_factory=list)
     data_samples: Optional[list] = None
-    teacher_heads: Optional[list] = None
+    feature_teacher_kd: Optional[torch.Tensor] = None
+    teacher_outputs: Optional[tuple] = None
 
     def detached(self) -> 'KDBatch':
         """A copy with every tensor detached (what hooks keep after a step)."""
@@ -70,8 +78,7 @@ class KDStep:
     """What the last training step computed, kept (detached) for training hooks.
 
     Attributes:
-        batch: the step's :class:`KDBatch`, detached (without ``teacher_heads``
-            unless the teachers' outputs are retained).
+        batch: the step's :class:`KDBatch`, detached, without ``teacher_outputs``.
         weights: the teacher weights used in the step, detached.
         inputs: ``[B, C, H, W]``, the step's preprocessed student inputs; only when
             the distiller's ``retain_teacher_outputs`` is set (else None).

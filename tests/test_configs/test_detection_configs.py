@@ -33,3 +33,33 @@ def test_gfl_teacher_trains_and_teaches_retinanet_student_through_head_and_featu
         assert torch.isfinite(term).all() and (term > 0).all()
     scalars = runner.message_hub.log_scalars
     assert {'train/gfl_r34w32.feat', 'train/gfl_r34w32.kd', 'train/loss_kd'} <= set(scalars)
+
+
+def test_classifier_config_teaches_the_detector_its_backbone_features(coco_root, det_teacher_dir,
+                                                                      tmp_path):
+    """The cross-task config: the classification demo's ResNet-18 (an mmpretrain
+    classifier, here with initialised weights) joins the RetinaNet teachers as a
+    feature teacher; the student trains and is tested through mmengine's Runner (what
+    tools/train.py and tools/test.py run)."""
+    from conftest import CONFIGS, DET_CONFIGS
+    from mmkd_ext.utils.model_builder import save_initialised_checkpoint
+    classifier = save_initialised_checkpoint(
+        f'{CONFIGS}/classification/teachers/resnet18_w24_shapes10.py', str(tmp_path / 'cls.pth'))
+    cfg = Config.fromfile(
+        f'{DET_CONFIGS}/distill/kd_aver_retinanet_r18_with_classifier_coco_shapes.py')
+    cfg.merge_from_dict(det_kd_overrides(coco_root, det_teacher_dir, max_iters=2))
+    cfg.model.teachers[2].checkpoint = classifier
+    cfg.work_dir, cfg.experiment_name = str(tmp_path / 'kd'), 'kd'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    model = runner.model
+    assert type(model.teachers[2]).__name__ == 'ImageClassifier'
+    assert model.teacher_pool.feature_only == [False, False, True]
+    batch = model.last_step.batch
+    assert batch.logit_kd.shape == batch.feature_kd.shape == (4, 2)
+    assert batch.feature_teacher_kd.shape == (4, 1) and (batch.feature_teacher_kd > 0).all()
+    scalars = runner.message_hub.log_scalars
+    assert {'train/cls_r18w24.feat', 'train/r34w32.kd'} <= set(scalars)
+    assert 'train/cls_r18w24.kd' not in scalars
+    metrics = runner.test()
+    assert 'coco/bbox_mAP' in metrics

@@ -66,6 +66,7 @@ def test_every_task_has_a_distill_config_per_method_composing_it(family, method)
 def test_every_distillation_config_composes_one_method():
     configs = [p for p in glob.glob(osp.join(CONFIGS, '*', '*', 'kd_*.py'))
                if not p.startswith(osp.join(CONFIGS, '_base_'))]
-    assert len(configs) == len(KD_CONFIGS) * len(METHOD_TABLE) + 1  # and the GFL one
+    # and the detection pools with a GFL teacher and with a classifier
+    assert len(configs) == len(KD_CONFIGS) * len(METHOD_TABLE) + 2
     for path in configs:
         assert len([f for f in direct_bases(path) if f in METHOD_FILES]) == 1, path

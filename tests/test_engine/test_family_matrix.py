@@ -51,13 +51,14 @@ def test_family_distils_with_every_weighting(family, method, request, family_tea
     _check_distilled(runner, method, checkpoints)
 
 
-def _check_distilled(runner, method, checkpoints):
-    """Two iterations done; each step's weights finite, rows summing to 1 (EBKD's to
-    (K-1)/K); MMKD's meta step run exactly; the teachers unchanged."""
+def _check_distilled(runner, method, checkpoints, task_teachers=None):
+    """Two iterations done; each step's weights over the ``task_teachers`` (all by
+    default) finite, rows summing to 1 (EBKD's to (K-1)/K); MMKD's meta step run
+    exactly; the teachers unchanged."""
     model = runner.model
     step = model.last_step
     assert step is not None and runner.iter == 2
-    k = len(checkpoints)
+    k = task_teachers or len(checkpoints)
     row_sum = (k - 1) / k if method == 'entropy' else 1.0  # EBKD as its reference
     for weights in (step.weights.logit, step.weights.feature):
         assert weights.shape == (2, k) and torch.isfinite(weights).all()
@@ -100,3 +101,31 @@ def test_a_pool_of_five_dense_head_families_distils_one_student(method, coco_roo
     for i, name in enumerate(MIXED_DETECTION_POOL[1:], start=1):  # the other layouts
         assert f"Head KD from teacher '{name} #{i}', whose head has another layout" in log
     assert "teacher 'RetinaNet #0', whose" not in log
+
+
+@pytest.mark.parametrize('method', [
+    pytest.param(m, marks=() if m in ('mmkd', 'mtkd_rl') else (pytest.mark.slow, ))
+    for m in MATRIX_METHODS])
+def test_a_classifier_teaches_a_detector_beside_two_detection_teachers(
+        method, coco_root, family_teacher_dir, tmp_path):
+    """Two RetinaNet teachers (task teachers: head and feature KD, weighted by the
+    method) and an mmpretrain ResNet (a feature teacher: its last backbone map against
+    the student's, with the fixed share 1/3 of the feature weight), every weighting."""
+    from mmengine.runner import Runner
+    task = DEMO_TASKS['detection']
+    retinanet, resnet = FAMILIES['RetinaNet'], FAMILIES['ResNet']
+    teachers = [(retinanet, save_family_checkpoint(retinanet, family_teacher_dir, seed))
+                for seed in (0, 1)] + [(resnet, save_family_checkpoint(resnet,
+                                                                       family_teacher_dir, 0))]
+    cfg = pool_kd_config(retinanet, teachers, method, task.kd_config,
+                         task.data_options(coco_root), str(tmp_path),
+                         feature_layers=('backbone[-1]', ))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    _check_distilled(runner, method, [path for _, path in teachers], task_teachers=2)
+    batch = runner.model.last_step.batch
+    assert batch.logit_kd.shape == batch.feature_kd.shape == (2, 2)
+    assert batch.feature_teacher_kd.shape == (2, 1) and (batch.feature_teacher_kd > 0).all()
+    scalars = runner.message_hub.log_scalars
+    assert scalars['train/ResNet #2.w_feat'].current() == pytest.approx(1 / 3)
+    assert 'train/ResNet #2.feat' in scalars and 'train/ResNet #2.kd' not in scalars

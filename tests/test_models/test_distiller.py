@@ -208,13 +208,14 @@ def test_feature_kd_without_an_adapter_needs_equal_shapes(tmp_path):
         make_distiller(teachers, feature_kd=dict(adapter=None))
 
 
-def test_a_teacher_of_another_task_is_refused(tmp_path):
+def test_a_pool_of_teachers_of_another_task_only_is_refused(tmp_path):
     from tiny_models import tiny_retinanet, tiny_segmentor
     detector = tiny_retinanet()
     teacher = dict(config=detector, checkpoint=save_checkpoint(detector, tmp_path / 'det.pth'))
-    with pytest.raises(ValueError, match=r'model.teachers\[0\]: .* is a model of mmdet '
-                       r'\(RetinaNet\) but the student is a model of mmseg \(EncoderDecoder\)'):
-        MultiTeacherDistiller(student=tiny_segmentor(), teachers=[teacher])
+    with pytest.raises(ValueError, match=r"every teacher is a model of another library than "
+                       r"the student's \(mmseg\).*Add at least one mmseg teacher"):
+        MultiTeacherDistiller(student=tiny_segmentor(), teachers=[teacher],
+                              feature_kd=dict(layers=['backbone[-1]']))
 
 
 def nan_teacher_entry(tmp_path) -> dict:

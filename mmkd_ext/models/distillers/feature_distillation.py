@@ -1,6 +1,6 @@
 """Feature KD of the distiller: recorders, the probe at build, adapters, the feature term."""
 import copy
-from typing import List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -86,17 +86,30 @@ class FeatureDistillation:
             student, (view.head_module, ) + self.student_layers, 'student')
         teachers.bind(view, self.teacher_layers)
 
+        feature_teachers = [teachers.names[k] for k in teachers.feature_indices]
+        if feature_teachers and not self.student_layers:
+            raise ValueError(
+                f'Teachers {feature_teachers} are models of another library than the '
+                "student's: a teacher of another task distils features only, and feature "
+                'KD is off. Set model.feature_kd=dict(layers=[...], teacher_layers=[...]) '
+                "(e.g. the student's backbone[-1] against the teacher's).")
         # One dry forward of every model on a dummy input: channel counts and checks.
         dummy = torch.zeros(1, *probe_shape)
-        student_head, student_maps = probe(view, student, self.student_recorder, dummy,
-                                           self.student_layers, 'the student')
+        student_head, student_maps = probe(
+            lambda x: view.teacher_forward(student, x, None), student,
+            self.student_recorder, dummy, self.student_layers, 'the student')
         adapters, self.teacher_channels = [], []
-        for name, teacher, recorder in zip(teachers.names, teachers.models, teachers.recorders):
-            view.check_teacher(teacher, f'teacher {name!r}')
-            teacher_head, teacher_maps = probe(view, teacher, recorder, dummy,
-                                               self.teacher_layers, f'teacher {name!r}')
-            view.check_compatible(student_head, teacher_head, f'teacher {name!r}',
-                                  head_kd=head_kd)
+        for k, (name, teacher, recorder) in enumerate(
+                zip(teachers.names, teachers.models, teachers.recorders)):
+            task_teacher = not teachers.feature_only[k]
+            if task_teacher:
+                view.check_teacher(teacher, f'teacher {name!r}')
+            teacher_head, teacher_maps = probe(
+                lambda x, k=k: teachers.forward(k, x, None), teacher, recorder, dummy,
+                self.teacher_layers, f'teacher {name!r}')
+            if task_teacher:
+                view.check_compatible(student_head, teacher_head, f'teacher {name!r}',
+                                      head_kd=head_kd)
             if len(student_maps) != len(teacher_maps):
                 raise ValueError(
                     f'Feature KD: the student layers {self.student_layers} give '
@@ -106,10 +119,12 @@ class FeatureDistillation:
                 self._adapter(feature_kd, s_map, t_map, f'student {s_label} and teacher '
                               f"{name!r}{'' if t_label == s_label else ' ' + t_label}")
                 for (s_label, s_map), (t_label, t_map) in zip(student_maps, teacher_maps)))
-            if teacher_maps:
+            if teacher_maps and task_teacher:
                 self.teacher_channels.append(teacher_maps[-1][1].shape[1])
         self.adapters = nn.ModuleList(adapters)
         self.num_classes = view.sample_logits(student_head).shape[1]
+        #: Per teacher: True for a feature teacher (no head output, features only).
+        self.feature_only = list(teachers.feature_only)
 
     @staticmethod
     def _adapter(feature_kd: dict, student: torch.Tensor, teacher: torch.Tensor,
@@ -191,17 +206,18 @@ class FeatureDistillation:
 
 
 @torch.no_grad()
-def probe(view: BaseTaskView, model: nn.Module, recorder: OutputRecorder,
+def probe(forward: Callable[[torch.Tensor], Any], model: nn.Module, recorder: OutputRecorder,
           dummy: torch.Tensor, layers: Tuple[str, ...],
           owner: str = 'the model') -> Tuple[object, List[Tuple[str, torch.Tensor]]]:
-    """The view's head output of ``model`` in eval mode on ``dummy`` ``[1, C, H, W]``,
-    and the recorded features of ``layers`` (channels first), each with a label
-    naming its layer (and its place among the layer's features, if several)."""
+    """``forward(dummy)`` (the view's head output of ``model``, or None for a feature
+    teacher) with ``model`` in eval mode on ``dummy`` ``[1, C, H, W]``, and the
+    recorded features of ``layers`` (channels first), each with a label naming its
+    layer (and its place among the layer's features, if several)."""
     was_training = model.training
     model.eval()
     try:
         with recorder:
-            head_out = view.teacher_forward(model, dummy, None)
+            head_out = forward(dummy)
         # The head output is the view's; only the feature layers are recorded here.
         recorded = recorder.last_outputs(layers)
     finally:
@@ -209,7 +225,7 @@ def probe(view: BaseTaskView, model: nn.Module, recorder: OutputRecorder,
     labelled = []
     for layer in layers:
         try:
-            features = view.flatten_features([recorded[layer]])
+            features = BaseTaskView.flatten_features([recorded[layer]])
         except (TypeError, ValueError) as err:
             raise ValueError(
                 f'Feature KD: {owner} layer {layer!r}: {err} Select a layer that gives '

@@ -147,7 +147,8 @@ class MultiTeacherDistiller(BaseModel):
             head_kd=self.logit_kd_loss is not None)
         self.feature_kd_loss = self.feature_distillation.loss
         self.adapters = self.feature_distillation.adapters
-        self.weighting.setup(len(self.teacher_pool), self.feature_distillation.num_classes,
+        self.weighting.setup(len(self.teacher_pool.task_indices),
+                             self.feature_distillation.num_classes,
                              self.feature_distillation.teacher_channels)
         #: The last training step's batch and weights (detached), for hooks.
         self.last_step: Optional[KDStep] = None
@@ -240,7 +241,10 @@ class MultiTeacherDistiller(BaseModel):
                 view.teacher_forward(self.student, inputs, data_samples)
                 student_losses = {}
         student_head, student_maps = features.student_outputs()
-        teacher_heads, teacher_maps = self.teacher_pool.run(inputs, data_samples)
+        pool_outputs = self.teacher_pool.run(inputs, data_samples)
+        task, feature_only = self.teacher_pool.task_indices, self.teacher_pool.feature_indices
+        teacher_heads = [pool_outputs[0][k] for k in task]
+        teacher_maps = [pool_outputs[1][k] for k in task]
 
         if self.logit_kd_loss is not None:
             logit_kd = torch.stack([
@@ -248,7 +252,11 @@ class MultiTeacherDistiller(BaseModel):
                 for t in teacher_heads], dim=1)
         else:
             logit_kd = inputs.new_zeros(len(inputs), len(teacher_heads))
-        feature_kd, adapted = features.per_sample_term(student_maps, teacher_maps)
+        feature_kd, adapted = features.per_sample_term(student_maps, pool_outputs[1])
+        feature_teacher_kd = None
+        if feature_only:  # the weightings see the task teachers' terms only
+            feature_teacher_kd = feature_kd[:, feature_only]
+            feature_kd, adapted = feature_kd[:, task], [adapted[k] for k in task]
 
         teacher_loss = student_loss = None
         scored = (teacher_heads if 'teacher_loss' in requires else []) + (
@@ -272,32 +280,58 @@ class MultiTeacherDistiller(BaseModel):
             teacher_features=teacher_maps,
             adapted_features=adapted,
             data_samples=data_samples,
-            teacher_heads=teacher_heads)
+            feature_teacher_kd=feature_teacher_kd,
+            teacher_outputs=pool_outputs)
         return batch, student_losses
+
+    @property
+    def feature_teacher_share(self) -> float:
+        """The feature weight of each feature teacher, ``1 / K_all`` (K_all: every
+        teacher); 0 when the pool has none. The weighting's feature weights of the
+        task teachers are scaled by the rest, ``K_task / K_all``."""
+        pool = self.teacher_pool
+        return 1.0 / len(pool) if pool.feature_indices else 0.0
 
     def per_sample_distill_losses(self, batch: KDBatch,
                                   weights: TeacherWeights) -> Dict[str, torch.Tensor]:
         """``{'loss_kd': [B], 'loss_feat': [B]}``: each sample's weighted logit term
         ``alpha * sum_k wL KD_k`` and feature term ``beta * sum_k wF FeatKD_k``
-        (a key only when that term is on)."""
+        (a key only when that term is on).
+
+        With feature teachers (models of another library, no logits) the feature
+        term is ``beta * (K_task / K_all * sum_k wF FeatKD_k + 1 / K_all * sum_j
+        FeatKD_j)``: each feature teacher has the equal share ``1 / K_all`` of
+        AVER, and the weighting shares the rest among the task teachers it sees."""
         losses = {}
         if self.logit_kd_loss is not None:
             losses['loss_kd'] = self.logit_kd_weight * (weights.logit * batch.logit_kd).sum(1)
         if batch.feature_kd is not None:
-            losses['loss_feat'] = self.feature_distillation.weight * (
-                weights.feature * batch.feature_kd).sum(1)
+            term = (weights.feature * batch.feature_kd).sum(1)
+            if batch.feature_teacher_kd is not None:
+                share = self.feature_teacher_share
+                term = (1.0 - share * batch.feature_teacher_kd.shape[1]) * term + \
+                    share * batch.feature_teacher_kd.sum(1)
+            losses['loss_feat'] = self.feature_distillation.weight * term
         return losses
 
     def distill_losses(self, batch: KDBatch, weights: TeacherWeights) -> Dict[str, torch.Tensor]:
         """Weighted KD losses plus per-teacher log values (keys without 'loss')."""
         losses = {k: v.mean() for k, v in self.per_sample_distill_losses(batch, weights).items()}
-        for k, name in enumerate(self.teacher_names):
+        pool = self.teacher_pool
+        task_share = 1.0 - self.feature_teacher_share * len(pool.feature_indices)
+        for k, index in enumerate(pool.task_indices):
+            name = pool.names[index]
             losses[f'{name}.w_logit'] = weights.logit[:, k].mean().detach()
             if self.logit_kd_loss is not None:
                 losses[f'{name}.kd'] = batch.logit_kd[:, k].mean().detach()
             if batch.feature_kd is not None:
-                losses[f'{name}.w_feat'] = weights.feature[:, k].mean().detach()
+                losses[f'{name}.w_feat'] = task_share * weights.feature[:, k].mean().detach()
                 losses[f'{name}.feat'] = batch.feature_kd[:, k].mean().detach()
+        for j, index in enumerate(pool.feature_indices):
+            name = pool.names[index]
+            losses[f'{name}.w_feat'] = batch.feature_teacher_kd.new_tensor(
+                self.feature_teacher_share)
+            losses[f'{name}.feat'] = batch.feature_teacher_kd[:, j].mean().detach()
         return losses
 
     def loss(self, inputs: torch.Tensor, data_samples: list) -> Dict[str, torch.Tensor]:
@@ -318,11 +352,11 @@ class MultiTeacherDistiller(BaseModel):
                  weights: TeacherWeights) -> KDStep:
         """The detached record of a training step (with its inputs and teachers'
         outputs when :attr:`retain_teacher_outputs` is set)."""
-        kept = dataclasses.replace(batch.detached(), teacher_heads=None)
+        kept = dataclasses.replace(batch.detached(), teacher_outputs=None)
         if not self.retain_teacher_outputs:
             return KDStep(batch=kept, weights=weights.detached())
         return KDStep(batch=kept, weights=weights.detached(), inputs=inputs.detach(),
-                      teacher_outputs=(batch.teacher_heads, batch.teacher_features))
+                      teacher_outputs=batch.teacher_outputs)
 
     def distill_terms(self, inputs: torch.Tensor,
                       data_samples: list) -> Tuple[KDBatch, TeacherWeights]:

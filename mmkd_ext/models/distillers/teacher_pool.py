@@ -22,12 +22,17 @@ Autocast = Union[None, str, torch.dtype]
 class TeacherPool:
     """K frozen teachers and how they run, for :class:`MultiTeacherDistiller`.
 
-    On construction each teacher entry is built in its own library's scope (it
-    must be of the student's library), SyncBN is reverted to plain BN, its
-    checkpoint is loaded, it is frozen (``requires_grad=False``, eval mode) and,
-    with ``channels_last``, put in that memory format. An input converter per
-    teacher maps a batch normalised for the student to the teacher's
-    normalisation.
+    On construction each teacher entry is built in its own library's scope, SyncBN
+    is reverted to plain BN, its checkpoint is loaded, it is frozen
+    (``requires_grad=False``, eval mode) and, with ``channels_last``, put in that
+    memory format. An input converter per teacher maps a batch normalised for the
+    student to the teacher's normalisation.
+
+    A teacher of the student's library is a *task teacher*: it runs up to the task
+    view's head and gives logits, a task loss and features. A teacher of another
+    library (an mmpretrain classifier for an mmdet student) is a *feature teacher*:
+    it runs its ``extract_feat`` only and gives features (its head output is None);
+    the pool needs at least one task teacher.
 
     The pool is deliberately not an ``nn.Module``: the teachers stay out of the
     distiller's state dict, optimizer and DDP wrapper. The distiller registers
@@ -69,6 +74,8 @@ class TeacherPool:
         self.autocast = autocast
         self.names: List[str] = []
         self.models: List[nn.Module] = []
+        #: Per teacher: True for a feature teacher (another library's model).
+        self.feature_only: List[bool] = []
         converters = []
         for idx, entry in enumerate(entries):
             config, checkpoint, name, cfg_options = ModelEntry.parse(entry)
@@ -79,14 +86,13 @@ class TeacherPool:
             source = config if isinstance(config, str) else config.get('type')
             owner = f'teacher {idx} ({name!r}, config {source})'
             teacher, scope = build_model(config, data_preprocessor, cfg_options)
-            if scope != student_scope:
+            if scope != student_scope and not callable(getattr(teacher, 'extract_feat', None)):
                 raise ValueError(
                     f'model.teachers[{idx}]: {owner} is a model of {scope} '
-                    f'({type(teacher).__name__}) but the student is a model of '
-                    f'{student_scope} ({type(student).__name__}). Teachers must solve the '
-                    f"student's task: every weighting reads each teacher's per-sample "
-                    f'logits and task loss through the task view of the student, which a '
-                    f'model of another task does not give. Use {student_scope} teachers.')
+                    f'({type(teacher).__name__}) without extract_feat, so it can be '
+                    f'neither a teacher of the {student_scope} student\'s task nor a '
+                    'feature teacher.')
+            self.feature_only.append(scope != student_scope)
             # Frozen and in eval mode, SyncBN is plain BN (and needs no process group).
             teacher = revert_sync_batchnorm(teacher)
             load_model_weights(teacher, checkpoint, owner)
@@ -96,6 +102,12 @@ class TeacherPool:
                 student.data_preprocessor, teacher.data_preprocessor, owner))
             self.names.append(name)
             self.models.append(teacher)
+        if all(self.feature_only):
+            raise ValueError(
+                f'model.teachers: every teacher is a model of another library than the '
+                f"student's ({student_scope}): teachers of another task distil features "
+                'only, and the weightings read the logits and task losses of teachers of '
+                f"the student's task. Add at least one {student_scope} teacher.")
         if channels_last:
             self.to_memory_format(True)
         self.input_converters = nn.ModuleList(converters)
@@ -106,6 +118,16 @@ class TeacherPool:
 
     def __len__(self) -> int:
         return len(self.models)
+
+    @property
+    def task_indices(self) -> List[int]:
+        """Indices of the task teachers (the student's library), in config order."""
+        return [k for k, only in enumerate(self.feature_only) if not only]
+
+    @property
+    def feature_indices(self) -> List[int]:
+        """Indices of the feature teachers (another library), in config order."""
+        return [k for k, only in enumerate(self.feature_only) if only]
 
     @property
     def options(self) -> dict:
@@ -155,19 +177,30 @@ class TeacherPool:
             inputs: ``[B, C, H, W]``, normalised for the student.
 
         Returns:
-            ``(head output, maps)``: the task view's raw head output and the L
+            ``(head output, maps)``: the task view's raw head output (None for a
+            feature teacher, which runs its ``extract_feat`` only) and the L
             recorded feature maps ``[B, C_t, H, W]`` of :attr:`layers`.
         """
-        teacher, recorder = self.models[index], self.recorders[index]
-        view = self.task_view
+        recorder = self.recorders[index]
         with torch.inference_mode(), _autocast(autocast, inputs.device.type):
             teacher_inputs = self.input_converters[index](inputs)
             if channels_last:
                 teacher_inputs = teacher_inputs.contiguous(memory_format=torch.channels_last)
             with recorder:
-                head = view.teacher_forward(teacher, teacher_inputs, data_samples)
-            maps = view.flatten_features([recorder.outputs[n] for n in self.layers])
+                head = self.forward(index, teacher_inputs, data_samples)
+            maps = self.task_view.flatten_features([recorder.outputs[n] for n in self.layers])
         return usable_by_autograd((head, maps))
+
+    def forward(self, index: int, inputs: torch.Tensor, data_samples: Optional[list]):
+        """Teacher ``index`` on inputs already in its normalisation, as is (no
+        inference mode, no conversion): the task view's head output for a task
+        teacher; for a feature teacher its ``extract_feat`` (the recorded layers are
+        what is used), returning None."""
+        teacher = self.models[index]
+        if self.feature_only[index]:
+            teacher.extract_feat(inputs)
+            return None
+        return self.task_view.teacher_forward(teacher, inputs, data_samples)
 
     def run(self, inputs: torch.Tensor, data_samples: Optional[list]) -> Tuple[list, list]:
         """Every teacher's :meth:`run_teacher` with the pool's options.

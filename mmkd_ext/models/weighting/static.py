@@ -59,7 +59,9 @@ class FixedWeighting(BaseWeighting):
             if n != num_teachers:
                 raise ValueError(
                     f'FixedWeighting has {n} {name.replace("_", " ")} but the '
-                    f'distiller has {num_teachers} teachers: give one weight per teacher.')
+                    f'distiller weighs {num_teachers} teachers (those of the student\'s '
+                    'library, in config order; teachers of another library take an equal '
+                    'share of the feature weight): give one weight per weighed teacher.')
 
     def forward(self, batch: KDBatch) -> TeacherWeights:
         b = batch.batch_size
