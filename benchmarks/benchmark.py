@@ -281,12 +281,14 @@ def measure_teacher_variants(model, prepared: List[dict], warmup: int) -> List[d
     float32 forward's: the share of samples whose top per-sample logit
     (:meth:`~BaseTaskView.sample_logits`) stays the same, and the mean per-sample KD
     term (the distiller's logit KD loss) of the variant's output towards float32's.
-    The teachers are left in the memory format the distiller gave them."""
+    The teachers are left in the memory format the distiller gave them. Feature
+    teachers (no head output) are not measured here."""
     view, kd_loss, pool = model.task_view, model.logit_kd_loss, model.teacher_pool
     plain = dict(channels_last=False, autocast=None)
     rows = []
     try:
-        for index, name in enumerate(pool.names):
+        for index in pool.task_indices:
+            name = pool.names[index]
             pool.to_memory_format(False)
             reference = [TeacherForward(pool, index, **plain)(data) for data in prepared]
             for variant, options in TEACHER_VARIANTS.items():

@@ -115,6 +115,11 @@ DETECTION = (
             'bbox_head.num_classes': DET_CLASSES, 'bbox_head.stacked_convs': 1},
            _DET_PROBE, fast_method='mmkd',
            note="MMKD: CSPNeXt's hardsigmoid substituted in the look-ahead"),
+    Family('TOOD', 'detection', 'mmdet::tood/tood_r50_fpn_1x_coco.py',
+           {**_resnet_fpn(), **_dense_head(gn=True)}, _DET_PROBE,
+           refused='TOODHead gives class probabilities, not logits',
+           note="refused: TOOD's head gives class probabilities (a geometric mean with its "
+           'alignment), not the class logits the view reads'),
     Family('YOLOX', 'detection', 'mmdet::yolox/yolox_tiny_8xb8-300e_coco.py',
            {'backbone.widen_factor': 0.125, 'neck.in_channels': [32, 64, 128],
             'neck.out_channels': 16, 'bbox_head.in_channels': 16,

@@ -241,8 +241,8 @@ def _run_batches(distiller: MultiTeacherDistiller, loader, evaluators: Sequence[
             samples = prepared['data_samples']
             if rescale_boxes:
                 boxes_to_input_frame(samples)
-            heads, _ = pool.run(prepared['inputs'], samples)
-            heads = [heads[k] for k in task]
+            heads = [pool.run_teacher(k, prepared['inputs'], samples, **pool.options)[0]
+                     for k in task]
             logits = [view.sample_logits(head) for head in heads]  # K x [B, C]
             out['losses'].append(view.sample_losses(heads, samples).cpu())
             out['top1'].append(torch.stack([x.argmax(1) for x in logits], dim=1).cpu())

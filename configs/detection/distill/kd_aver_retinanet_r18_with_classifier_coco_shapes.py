@@ -1,13 +1,13 @@
 # Multi-teacher KD on Shapes-COCO with a teacher of another task: the two RetinaNet
 # teachers and the classification demo's best model, a ResNet-18 (24 base channels)
 # trained on Shapes-10's 32 px shapes, with equal teacher weights (AVER). A model of
-# another library than the student's is a feature teacher: it runs its backbone only
-# and distils features, with the equal share 1/3 of the feature weight; the weighting
-# shares the rest (and all of the head KD) among the RetinaNets. Feature KD compares
-# the backbones' last maps (every teacher's, since the layers are the pool's): the
-# ResNet's stride-8 map of a 160 px image (20x20) is average-pooled to the student's
-# stride-32 5x5 map by the ConvAdapter. The ResNet is written by `make demo` under
-# work_dirs/shapes10/teachers/.
+# another library than the student's is a feature teacher: it runs its extract_feat
+# only (backbone and pooling neck, no head) and distils features, with the equal
+# share 1/3 of the feature weight; the weighting shares the rest (and all of the head
+# KD) among the RetinaNets. Feature KD compares the backbones' last maps (every
+# teacher's, since the layers are the pool's): the ResNet's stride-8 map of a 160 px
+# image (20x20) is average-pooled to the student's stride-32 5x5 map by the
+# ConvAdapter. The ResNet is written by `make demo` under work_dirs/shapes10/teachers/.
 _base_ = ['../../_base_/distill/coco_shapes_two_teachers.py', '../../_base_/methods/aver.py']
 teacher_dir = 'work_dirs/coco_shapes/teachers'
 model = dict(

@@ -140,7 +140,9 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
             terms = KDBatch(student_logits=batch.student_logits.detach(),
                             teacher_logits=batch.teacher_logits, logit_kd=batch.logit_kd.detach(),
                             feature_kd=(None if batch.feature_kd is None
-                                        else batch.feature_kd.detach()))
+                                        else batch.feature_kd.detach()),
+                            feature_teacher_kd=(None if batch.feature_teacher_kd is None
+                                                else batch.feature_teacher_kd.detach()))
             records.append(({n: t.detach() for n, t in point.items()}, terms, weights, rng))
         for _ in range(task_steps):
             point = {n: t.detach().requires_grad_() for n, t in chain.items()}
@@ -180,11 +182,15 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
                                             data_samples, mode='distill_terms')
                 terms.append(shifted_batch)
             plus, minus = terms
+            # Feature teachers' terms have a fixed weight: no part in the hypergradient
+            # (zeros, which keep the task teachers' share of the feature term).
             derivative = replace(
                 batch,
                 logit_kd=(plus.logit_kd - minus.logit_kd) / (2 * scale),
                 feature_kd=(None if batch.feature_kd is None else
-                            (plus.feature_kd - minus.feature_kd) / (2 * scale)))
+                            (plus.feature_kd - minus.feature_kd) / (2 * scale)),
+                feature_teacher_kd=(None if batch.feature_teacher_kd is None else
+                                    torch.zeros_like(batch.feature_teacher_kd)))
             surrogate = surrogate + sum(
                 v.mean() for v in distiller.per_sample_distill_losses(derivative,
                                                                       weights).values())

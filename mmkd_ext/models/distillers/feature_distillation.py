@@ -96,7 +96,7 @@ class FeatureDistillation:
         # One dry forward of every model on a dummy input: channel counts and checks.
         dummy = torch.zeros(1, *probe_shape)
         student_head, student_maps = probe(
-            lambda x: view.teacher_forward(student, x, None), student,
+            view, lambda x: view.teacher_forward(student, x, None), student,
             self.student_recorder, dummy, self.student_layers, 'the student')
         adapters, self.teacher_channels = [], []
         for k, (name, teacher, recorder) in enumerate(
@@ -105,7 +105,7 @@ class FeatureDistillation:
             if task_teacher:
                 view.check_teacher(teacher, f'teacher {name!r}')
             teacher_head, teacher_maps = probe(
-                lambda x, k=k: teachers.forward(k, x, None), teacher, recorder, dummy,
+                view, lambda x, k=k: teachers.forward(k, x, None), teacher, recorder, dummy,
                 self.teacher_layers, f'teacher {name!r}')
             if task_teacher:
                 view.check_compatible(student_head, teacher_head, f'teacher {name!r}',
@@ -206,13 +206,13 @@ class FeatureDistillation:
 
 
 @torch.no_grad()
-def probe(forward: Callable[[torch.Tensor], Any], model: nn.Module, recorder: OutputRecorder,
-          dummy: torch.Tensor, layers: Tuple[str, ...],
+def probe(view: BaseTaskView, forward: Callable[[torch.Tensor], Any], model: nn.Module,
+          recorder: OutputRecorder, dummy: torch.Tensor, layers: Tuple[str, ...],
           owner: str = 'the model') -> Tuple[object, List[Tuple[str, torch.Tensor]]]:
     """``forward(dummy)`` (the view's head output of ``model``, or None for a feature
     teacher) with ``model`` in eval mode on ``dummy`` ``[1, C, H, W]``, and the
-    recorded features of ``layers`` (channels first), each with a label naming its
-    layer (and its place among the layer's features, if several)."""
+    recorded features of ``layers`` (channels first, by ``view``), each with a label
+    naming its layer (and its place among the layer's features, if several)."""
     was_training = model.training
     model.eval()
     try:
@@ -225,7 +225,7 @@ def probe(forward: Callable[[torch.Tensor], Any], model: nn.Module, recorder: Ou
     labelled = []
     for layer in layers:
         try:
-            features = BaseTaskView.flatten_features([recorded[layer]])
+            features = view.flatten_features([recorded[layer]])
         except (TypeError, ValueError) as err:
             raise ValueError(
                 f'Feature KD: {owner} layer {layer!r}: {err} Select a layer that gives '

@@ -33,8 +33,9 @@ def resample_level(scores: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """Class scores ``[B, A, C, H, W]`` at the map size ``size`` ``(H', W')``:
     max-pooled over each target location's area when the map is at least as large in
     both dimensions (a coarse location keeps its area's best score; max commutes with
-    the sigmoid, so logits are pooled), else nearest-upsampled (each target location
-    takes the score of the cell containing its centre)."""
+    the sigmoid, so logits are pooled), else resampled to the nearest cell (each
+    target location takes the score of the cell containing its centre; a map larger
+    in one dimension only is subsampled there)."""
     b, a, c, h, w = scores.shape
     if (h, w) == tuple(size):
         return scores
@@ -42,18 +43,31 @@ def resample_level(scores: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     if h >= size[0] and w >= size[1]:
         flat = F.adaptive_max_pool2d(flat, size)
     else:
-        flat = F.interpolate(flat, size=size, mode='nearest')
+        flat = F.interpolate(flat, size=size, mode='nearest-exact')
     return flat.reshape(b, a, c, *size)
 
 
-def nearest_level(sizes: Sequence[Tuple[int, int]], size: Tuple[int, int]) -> int:
-    """Index of the map size in ``sizes`` closest to ``size`` in scale (the summed
-    absolute logs of the height and width ratios): an equal size, i.e. an equal stride
-    on the shared input, if there is one; of two equally near, the first (the finer
-    level, in mmdet's order)."""
-    def distance(other):
-        return sum(abs(math.log(o / s)) for o, s in zip(other, size))
-    return min(range(len(sizes)), key=lambda i: distance(sizes[i]))
+def match_levels(student_sizes: Sequence[Tuple[int, int]],
+                 teacher_sizes: Sequence[Tuple[int, int]]) -> List[int]:
+    """For each student level (map size ``(H, W)``), the index of the teacher level it
+    is compared with: level by level when the two have the same map sizes; else the
+    teacher level of the same size (= the same stride on the shared input), the one of
+    the same index among several (small inputs give several 1x1 levels); else the one
+    nearest in scale (the summed absolute logs of the height and width ratios), of two
+    equally near the first (the finer, in mmdet's order)."""
+    if list(student_sizes) == list(teacher_sizes):
+        return list(range(len(student_sizes)))
+
+    def distance(index, size):
+        return sum(abs(math.log(t / s)) for t, s in zip(teacher_sizes[index], size))
+    matches = []
+    for index, size in enumerate(student_sizes):
+        equal = [i for i, t in enumerate(teacher_sizes) if tuple(t) == tuple(size)]
+        if equal:
+            matches.append(min(equal, key=lambda i: (abs(i - index), i)))
+        else:
+            matches.append(min(range(len(teacher_sizes)), key=lambda i: distance(i, size)))
+    return matches
 
 
 def missed_class_images(logits: torch.Tensor, labels: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -81,9 +95,10 @@ class DenseDetectionView(BaseTaskView):
     **What a head output means.** The dense head's outputs are mmdet's
     ``predict_by_feat`` arguments: class scores, a list over levels of
     ``[B, A*C, H_l, W_l]`` (A priors per location, C classes), box predictions, and,
-    for heads with a third output of A channels a level, score factors (YOLOX's
-    objectness, FCOS's and ATSS's centerness, PAA's IoU) that mmdet multiplies into
-    the class probability at test time. The view compares every head on that footing,
+    for heads with exactly three outputs whose third has one channel a prior, score
+    factors (YOLOX's objectness, FCOS's and ATSS's centerness) that mmdet multiplies
+    into the class probability at test time (PAA takes the square root of that
+    product at test time; the view uses the product). The view compares every head on that footing,
     the *joint class probability*: ``sigmoid(cls) * sigmoid(factor)`` where a head has
     score factors (:func:`joint_logit`), ``sigmoid(cls)`` otherwise (GFL's and RTMDet's
     scores are already IoU-aware). Outputs beyond these three are not read.
@@ -94,10 +109,10 @@ class DenseDetectionView(BaseTaskView):
     1. priors: where student and teacher have another number of priors per
        location, both are reduced to the best prior per location and class (max of
        the scores over the priors);
-    2. levels: the teacher level of the same map size (= the same stride on the
-       shared input) is used; a student level without one takes the teacher's level
-       nearest in scale (:func:`nearest_level`), max-pooled to a smaller map or
-       nearest-upsampled to a larger one (:func:`resample_level`). Teacher levels
+    2. levels (:func:`match_levels`): the teacher level of the same map size (= the
+       same stride on the shared input) is used; a student level without one takes
+       the teacher's level nearest in scale, max-pooled to a smaller map or resampled
+       to the nearest cell of a larger one (:func:`resample_level`). Teacher levels
        matched by no student level are left out (RetinaNet's strides 64 and 128
        against RTMDet's 8/16/32).
 
@@ -167,14 +182,34 @@ class DenseDetectionView(BaseTaskView):
                 'DETRView; for other models (e.g. MaskFormer/Mask2Former, whose mask '
                 'queries no view reads) register a task view and set '
                 'model.task_view=dict(type=...).')
-        if not getattr(head, 'use_sigmoid_cls', True):
-            raise ValueError(f'{type(head).__name__} classifies with a softmax; '
-                             f'{type(self).__name__} supports sigmoid dense heads.')
+        self._check_head(head, 'the student')
         self.num_classes = head.cls_out_channels
 
+    def _check_head(self, head: nn.Module, owner: str) -> None:
+        """Refuse softmax heads and heads whose forward gives probabilities (TOOD's
+        scores are a geometric mean of probabilities), not the logits the view reads."""
+        from mmdet.models.dense_heads import TOODHead
+        if not getattr(head, 'use_sigmoid_cls', True):
+            raise ValueError(f'{owner}: {type(head).__name__} classifies with a softmax; '
+                             f'{type(self).__name__} supports sigmoid dense heads.')
+        if isinstance(head, TOODHead):
+            raise ValueError(f'{owner}: {type(head).__name__} gives class probabilities, '
+                             f'not logits; {type(self).__name__} reads the class logits of '
+                             'sigmoid dense heads (RetinaNet, FCOS, ATSS, GFL, RTMDet, '
+                             'YOLOX, ...).')
+
     def check_teacher(self, teacher: nn.Module, teacher_name: str) -> None:
-        """A teacher needs a sigmoid dense head under the student's head attribute,
-        with the student's classes (its per-image logits join the others')."""
+        """A teacher needs a sigmoid dense head of class logits under the student's
+        head attribute, with the student's classes (its per-image logits join the
+        others')."""
+        from mmdet.models.detectors import DetectionTransformer
+        if isinstance(teacher, DetectionTransformer):
+            raise ValueError(
+                f'{teacher_name} ({type(teacher).__name__}) is a DETR-family detector, '
+                'whose queries are not dense locations: it can teach DETR-family students '
+                '(DETRView), or this student as a feature teacher only if it were a model '
+                'of another library. Use a dense detector teacher (RetinaNet, FCOS, GFL, '
+                'RTMDet, YOLOX, ...).')
         head = getattr(teacher, self.head_module, None)
         if head is None or not hasattr(head, 'cls_out_channels'):
             raise ValueError(
@@ -183,9 +218,7 @@ class DenseDetectionView(BaseTaskView):
                 "every model's dense class scores (its per-image logits feed the "
                 'weightings). Use a dense detector teacher (RetinaNet, FCOS, GFL, RTMDet, '
                 'YOLOX, ...; two-stage ones for a two-stage student).')
-        if not getattr(head, 'use_sigmoid_cls', True):
-            raise ValueError(f'{teacher_name}: {type(head).__name__} classifies with a '
-                             f'softmax; {type(self).__name__} supports sigmoid dense heads.')
+        self._check_head(head, teacher_name)
         if head.cls_out_channels != self.num_classes:
             raise ValueError(
                 f'{teacher_name} has {head.cls_out_channels} classes but the student '
@@ -234,15 +267,15 @@ class DenseDetectionView(BaseTaskView):
                  ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """Per student level, the student's and the teacher's joint logits at the same
         locations, each ``[B, A, C, H*W]`` (the class docstring's rule)."""
-        teacher_levels = self._levels(teacher_out)
-        sizes = [tuple(t.shape[-2:]) for t in teacher_levels]
+        teacher_levels, student_levels = self._levels(teacher_out), self._levels(student_out)
+        matches = match_levels([tuple(s.shape[-2:]) for s in student_levels],
+                               [tuple(t.shape[-2:]) for t in teacher_levels])
         pairs = []
-        for s in self._levels(student_out):
-            size = tuple(s.shape[-2:])
-            t = teacher_levels[nearest_level(sizes, size)]
+        for s, match in zip(student_levels, matches):
+            t = teacher_levels[match]
             if s.shape[1] != t.shape[1]:  # priors per location differ: the best of each
                 s, t = s.amax(1, keepdim=True), t.amax(1, keepdim=True)
-            t = resample_level(t, size)
+            t = resample_level(t, tuple(s.shape[-2:]))
             pairs.append((s.flatten(3), t.flatten(3)))
         return pairs
 
@@ -346,7 +379,7 @@ class DenseDetectionView(BaseTaskView):
         teacher level is resampled or another one by position."""
         t_levels, s_levels = self._levels(teacher_out), self._levels(student_out)
         sizes = [tuple(t.shape[-2:]) for t in t_levels]
-        matches = [nearest_level(sizes, tuple(s.shape[-2:])) for s in s_levels]
+        matches = match_levels([tuple(s.shape[-2:]) for s in s_levels], sizes)
         words = []
         priors = sorted({(s.shape[1], t_levels[m].shape[1])
                          for s, m in zip(s_levels, matches) if s.shape[1] != t_levels[m].shape[1]})
@@ -358,7 +391,7 @@ class DenseDetectionView(BaseTaskView):
                 continue
             how = '' if t_size == size else (
                 ', max-pooled' if t_size[0] >= size[0] and t_size[1] >= size[1]
-                else ', nearest-upsampled')
+                else ', resampled to the nearest cell')
             words.append(f'student level {index} ({size[0]}x{size[1]}) from teacher level '
                          f'{match} ({t_size[0]}x{t_size[1]}){how}')
         unused = sorted(set(range(len(t_levels))) - set(matches))

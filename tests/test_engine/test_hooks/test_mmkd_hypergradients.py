@@ -68,6 +68,26 @@ def test_finite_difference_is_exact_for_one_distillation_step(two_teachers, opti
     assert cosine(default, exact) > 0.999  # the default step, on a tiny ReLU net
 
 
+def test_finite_difference_is_exact_with_a_feature_teacher(two_teachers, tmp_path):
+    """A detector (a model of another library) as a feature teacher of the classifier
+    student, first in the pool: its term has a fixed weight, and the task teachers'
+    share of the feature term scales the finite difference as it scales the exact
+    hypergradient."""
+    from conftest import save_checkpoint
+    from tiny_models import tiny_retinanet
+    detector = tiny_retinanet(8)
+    teachers = [dict(name='det', config=detector,
+                     checkpoint=save_checkpoint(detector, tmp_path / 'det.pth', 3)),
+                *two_teachers]
+    model, optimizer, inputs, samples = distiller_with_history(teachers, 'sgd')
+    assert model.teacher_pool.feature_only == [True, False, False]
+    exact = hypergradient(model, optimizer, inputs, samples, 'exact', 1, 0)
+    fine = hypergradient(model, optimizer, inputs, samples, 'finite_difference', 1, 0,
+                         epsilon=1e-6)
+    assert exact.norm() > 0
+    assert torch.allclose(fine, exact, rtol=1e-5, atol=1e-7 * exact.abs().max())
+
+
 @pytest.mark.parametrize('optimizer_name', sorted(OPTIMIZERS))
 def test_first_order_task_mode_drops_the_task_steps_curvature_only(two_teachers,
                                                                     optimizer_name):

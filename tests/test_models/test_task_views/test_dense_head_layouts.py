@@ -105,7 +105,22 @@ def test_a_finer_student_level_takes_the_teacher_cell_containing_it():
     torch.testing.assert_close(got, torch.tensor([expected]), rtol=1e-4, atol=1e-6)
     assert view.alignment(student, teacher) == [
         'the best of 2 priors per location against the best of 1',
-        'student level 0 (4x4) from teacher level 0 (2x2), nearest-upsampled']
+        'student level 0 (4x4) from teacher level 0 (2x2), resampled to the nearest cell']
+
+
+def test_levels_of_equal_size_are_matched_by_their_place():
+    """Small inputs collapse the coarse levels to 1x1: heads of the same sizes are
+    compared level by level, and among several levels of the student's size the one
+    of its place is taken."""
+    from mmkd_ext.models.task_views.detection import match_levels
+    sizes = [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)]
+    assert match_levels(sizes, sizes) == [0, 1, 2, 3, 4]
+    assert match_levels(sizes + [(1, 1)], sizes) == [0, 1, 2, 3, 4, 4]
+    assert match_levels([(4, 4), (2, 2), (1, 1)], sizes) == [1, 2, 3]
+    assert match_levels([(16, 16), (3, 3)], sizes) == [0, 1]  # by scale, ties to the finer
+    view, c = _view(), 2
+    same = ([torch.randn(1, c, *s) for s in sizes], [None] * 5)
+    assert view.alignment(same, same) == []
 
 
 def test_per_image_logits_and_task_loss_read_the_joint_scores():
@@ -155,6 +170,15 @@ def test_teachers_the_view_cannot_read_are_refused_with_the_reason(tmp_path):
         det_distiller([dict(config=more_classes,
                             checkpoint=save_checkpoint(more_classes, tmp_path / 'c.pth'))],
                       logit_kd=None)
+    from benchmarks.families import FAMILIES, save_family_checkpoint
+    detr = FAMILIES['DETR']
+    with pytest.raises(ValueError, match='DETR-family detector, whose queries are not dense'):
+        det_distiller([dict(name='detr', config=detr.config, cfg_options=detr.cfg_options,
+                            checkpoint=save_family_checkpoint(detr, str(tmp_path), 0))])
+    tood = FAMILIES['TOOD']
+    with pytest.raises(ValueError, match='TOODHead gives class probabilities, not logits'):
+        det_distiller([dict(name='tood', config=tood.config, cfg_options=tood.cfg_options,
+                            checkpoint=save_family_checkpoint(tood, str(tmp_path), 0))])
     two_stage = tiny_faster_rcnn(8)
     with pytest.raises(ValueError, match="has no dense head 'bbox_head'"):
         det_distiller([dict(name='frcnn', config=two_stage,
