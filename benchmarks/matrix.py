@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 from benchmarks import experiments, paired
 from benchmarks.experiments import slug
 from benchmarks.methods import VARIANT_TABLE, VARIANTS, Variant, method_hook
-from benchmarks.tasks import Task
+from benchmarks.tasks import Pool, Task
 
 #: Rows of each task's table after the teachers, in order.
 STUDENT_ALONE = 'student alone'
@@ -112,13 +112,35 @@ def _base_options(task: Task, settings: Settings, role: str, seed: int) -> dict:
 
 def plan_teachers(name: str, task: Task, settings: Settings) -> List[Experiment]:
     """The task's teachers, trained with seed 0 and exported to ``<task>/teachers``."""
+    return [_teacher_experiment(name, task, settings, run) for run in task.teachers]
+
+
+def _teacher_experiment(name: str, task: Task, settings: Settings, run) -> Experiment:
     task_root = osp.join(settings.work_root, name)
-    return [Experiment(name, run.name, 'teacher', run.config, 0,
-                       osp.join(task_root, 'teachers', slug(run.name)),
-                       _base_options(task, settings, 'teacher', 0),
-                       export_to=osp.join(task_root, 'teachers', run.export_as),
-                       validate=settings.validate)
-            for run in task.teachers]
+    return Experiment(name, run.name, 'teacher', run.config, 0,
+                      osp.join(task_root, 'teachers', slug(run.name)),
+                      _base_options(task, settings, 'teacher', 0),
+                      export_to=osp.join(task_root, 'teachers', run.export_as),
+                      validate=settings.validate)
+
+
+def plan_pool_teachers(pools: Sequence[Pool], tasks: Dict[str, Task],
+                       settings: Dict[str, Settings]) -> List[Experiment]:
+    """The teachers that ``pools`` add, each trained as its own task trains its
+    teachers (seed 0, that task's data and schedule, exported to
+    ``<teacher task>/teachers``, where that task's own benchmark finds the same run);
+    once each. ``settings`` holds every teacher task's."""
+    planned = {}
+    for pool in pools:
+        exp = _teacher_experiment(pool.teacher_task, tasks[pool.teacher_task],
+                                  settings[pool.teacher_task], pool.teacher)
+        planned.setdefault(exp.work_dir, exp)
+    return list(planned.values())
+
+
+def pool_teacher_file(pool: Pool, work_root: str) -> str:
+    """Where :func:`plan_pool_teachers` exports the pool's added teacher."""
+    return osp.join(work_root, pool.teacher_task, 'teachers', pool.teacher.export_as)
 
 
 def write_derived_config(path: str, comment: str, base: str, overrides: str) -> str:
@@ -154,8 +176,10 @@ def write_variant_config(variant: Variant, method_config: str, path: str) -> str
 def plan_students(name: str, task: Task, settings: Settings, seeds: Sequence[int],
                   methods: Sequence[str], best_teacher: Optional[int]) -> List[Experiment]:
     """The student alone, plain KD from teacher ``best_teacher`` (an index into the
-    task's teachers; None leaves the row out), each method and each variant
-    (:data:`~benchmarks.methods.VARIANTS`) among ``methods``, for every seed."""
+    task's teachers; None leaves the row out), each method, each variant
+    (:data:`~benchmarks.methods.VARIANTS`) and each of the task's pools
+    (:class:`~benchmarks.tasks.Pool`, their added teachers from
+    :func:`plan_pool_teachers`) among ``methods``, for every seed."""
     task_root = osp.join(settings.work_root, name)
     teacher_files = task.teacher_files(osp.join(task_root, 'teachers'))
     rows = [(STUDENT_ALONE, 'student', task.student_config, None)]
@@ -173,12 +197,17 @@ def plan_students(name: str, task: Task, settings: Settings, seeds: Sequence[int
                 variant, task.distill_config(variant.method),
                 osp.join(task_root, 'configs', f'kd_{variant.key}.py'))
             rows.append((f'KD: {variant.name}', 'distilled', config, variant.key))
+    pools = [pool for pool in task.pools if pool.key in methods]
+    rows += [(f'KD: {pool.name}', 'distilled', pool.config, pool.key) for pool in pools]
     planned = []
     for seed in seeds:
         for row, role, config, method in rows:
             options = _base_options(task, settings, role, seed)
             if role == 'single':
                 options.update(task.checkpoint_options([teacher_files[best_teacher]]))
+            elif task.pool(method) is not None:  # the task's teachers, then the added one
+                options.update(task.checkpoint_options(
+                    teacher_files + [pool_teacher_file(task.pool(method), settings.work_root)]))
             elif role == 'distilled':
                 options.update(task.checkpoint_options(teacher_files))
             planned.append(Experiment(name, row, role, config, seed,
@@ -329,8 +358,8 @@ def summarise(outcomes: Sequence[Outcome], tasks: Dict[str, Task]) -> List[dict]
     t-interval over seeds (``vs_alone``, ``vs_aver``: :class:`~benchmarks.paired.Interval`)
     and, where runs kept per-image correctness, a paired bootstrap over the
     validation images (``vs_aver_bootstrap``); for a variant
-    (:data:`~benchmarks.methods.VARIANTS`) the paired difference to its method's row
-    (``vs_method``); the largest gap between the scores
+    (:data:`~benchmarks.methods.VARIANTS`) or a pool (:class:`~benchmarks.tasks.Pool`)
+    the paired difference to its method's row (``vs_method``); the largest gap between the scores
     with batch and with running BN statistics (``bn_gap``) and the runs over
     :data:`BN_GAP_POINTS` (``bn_flags``); median s/iter and peak memory."""
     grouped: Dict[tuple, List[Outcome]] = {}
@@ -368,7 +397,7 @@ def summarise(outcomes: Sequence[Outcome], tasks: Dict[str, Task]) -> List[dict]
             paired.bootstrap_difference(row['correct'], aver['correct'])
             if row['vs_aver'] is not None and row['correct'] and aver['correct'] else None)
         row['gain'] = row['vs_alone'].mean if row['vs_alone'] else None
-        variant = VARIANTS.get(row['method'])
+        variant = VARIANTS.get(row['method']) or tasks[row['task']].pool(row['method'])
         base = variant and next((r for r in rows if r['task'] == row['task'] and r['scores']
                                  and r['method'] == variant.method), None)
         row['vs_method'] = (paired.paired_difference(row['scores'], base['scores'])

@@ -13,6 +13,19 @@ class Run(NamedTuple):
     method: Optional[str] = None     # distilled: the weighting's short name
 
 
+class Pool(NamedTuple):
+    """A benchmarked pool of another kind: the task's teachers and one more (of another
+    dense-head family, or of another task), distilled by ``method`` with ``config``
+    (the task's teachers first, in order, then the added one), and compared paired
+    with ``method`` on the task's own pool."""
+    key: str           # --methods
+    name: str          # shown in the tables
+    method: str        # the weighting it distils with, and the row it is paired with
+    config: str
+    teacher_task: str  # the task whose data and teacher schedule train the added teacher
+    teacher: Run       # the added teacher (its config and checkpoint file name)
+
+
 class Task(NamedTuple):
     dataset: str                     # shown in messages
     data_root: str
@@ -30,12 +43,18 @@ class Task(NamedTuple):
     kd_config: str                   # the distillation configs, {} for the method's key
     # The same distillation on the real dataset with model-zoo teachers, {} for the key.
     real_data_config: Optional[str] = None
+    # Pools with an added teacher, benchmarked when their key is among --methods.
+    pools: Sequence[Pool] = ()
 
     @property
     def per_image(self) -> bool:
         """Whether the metric is a mean over images of a per-image outcome (top-1):
         then runs keep which images they got right, for a bootstrap over them."""
         return self.metric_key.startswith('accuracy/')
+
+    def pool(self, key: str) -> Optional[Pool]:
+        """The pool of ``key`` (None if the task has none of that key)."""
+        return next((pool for pool in self.pools if pool.key == key), None)
 
     @property
     def teachers(self) -> List[Run]:
@@ -121,11 +140,22 @@ def make_tasks(root: str) -> Dict[str, Task]:
     cls_kd = f'{cls}/distill/kd_{{}}_r18w8_shapes10.py'
     det_kd = f'{det}/distill/kd_{{}}_retinanet_r18_coco_shapes.py'
     seg_kd = f'{seg}/distill/kd_{{}}_pspnet_r18_cityscapes_streets.py'
+    best_classifier = Run('ResNet18-w24', 'teacher', f'{cls}/teachers/resnet18_w24_shapes10.py',
+                          'resnet18_w24.pth')
+    det_pools = (
+        Pool('aver_with_gfl', 'AVER, + GFL R34-w32 teacher (another head family)', 'aver',
+             f'{det}/distill/kd_aver_retinanet_gfl_to_r18_coco_shapes.py', 'detection',
+             Run('GFL R34-w32', 'teacher', f'{det}/teachers/gfl_r34_w32_coco_shapes.py',
+                 'gfl_r34_w32.pth')),
+        Pool('aver_with_classifier',
+             'AVER, + ResNet18-w24 of Shapes-10 (a classifier: feature teacher)', 'aver',
+             f'{det}/distill/kd_aver_retinanet_r18_with_classifier_coco_shapes.py',
+             'classification', best_classifier),
+    )
     return {
         'classification': Task(
             'Shapes-10', 'data/shapes10', 'work_dirs/shapes10', _generator('generate_shapes10'), [
-                Run('ResNet18-w24', 'teacher', f'{cls}/teachers/resnet18_w24_shapes10.py',
-                    'resnet18_w24.pth'),
+                best_classifier,
                 Run('ResNet18-w16', 'teacher', f'{cls}/teachers/resnet18_w16_shapes10.py',
                     'resnet18_w16.pth'),
                 Run('ResNet50-w8', 'teacher', f'{cls}/teachers/resnet50_w8_shapes10.py',
@@ -148,7 +178,7 @@ def make_tasks(root: str) -> Dict[str, Task]:
             'Multi-teacher distillation of a RetinaNet-R18 (16 channels) on Shapes-COCO',
             _coco_data_options, dict(teacher=_epoch_schedule(8, milestones=[6]),
                                      student=_epoch_schedule(4, milestones=[3])), det_kd,
-            f'{det}/coco/kd_{{}}_retinanet_r50_r101_to_r18_coco.py'),
+            f'{det}/coco/kd_{{}}_retinanet_r50_r101_to_r18_coco.py', det_pools),
         'segmentation': Task(
             'Cityscapes-Streets', 'data/cityscapes_streets', 'work_dirs/cityscapes_streets',
             _generator('generate_street_scenes'), [

@@ -13,6 +13,13 @@ plot per task and the teacher-weight curves.
         [--tasks classification detection segmentation] [--seeds N] [--jobs J]
         [--methods aver mmkd ...] [--work-root DIR] [--force] [--verbose]
 
+A task's pools with an added teacher (``benchmarks/tasks.py``: in detection a GFL
+teacher of another head family, ``aver_with_gfl``, or the classification task's
+ResNet-18 as a feature teacher, ``aver_with_classifier``) run when their key is among
+``--methods``, paired with AVER on the task's own pool:
+
+    python tools/benchmark.py --quick --tasks detection --methods aver aver_with_gfl aver_with_classifier
+
 Finished runs are reused on a re-run and stopped ones resume from their checkpoint;
 a failed run is reported in the table and the others go on (the exit status is 1).
 
@@ -162,13 +169,19 @@ def method_matrix(args, tasks) -> int:
     print(f'[benchmark] {preset_name} preset: {", ".join(names)}; seeds {seeds}; '
           f'{len(methods)} methods; {jobs} at a time; results in {work_root}',
           flush=True)
+    pools = [pool for name in names for pool in tasks[name].pools if pool.key in methods]
+    # The tasks whose data train a pool's added teacher (e.g. a classifier for detection).
+    teacher_tasks = [t for t in dict.fromkeys(p.teacher_task for p in pools) if t not in names]
     data_roots = {name: args.data_root or tasks[name].data_root for name in names}
+    data_roots.update({name: tasks[name].data_root for name in teacher_tasks})
     extra = dict(option.split('=', 1) for option in args.cfg_options or ())
     for name in names:
         prepare_data(tasks[name], args.data_root)
+    for name in teacher_tasks:
+        prepare_data(tasks[name])
     settings = {name: matrix.Settings(work_root, data_roots[name], preset.quick, extra,
                                       preset.validate)
-                for name in names}
+                for name in names + teacher_tasks}
     for name in names:  # paths and options must pass through the tools' command lines
         try:
             matrix.option_strings({**tasks[name].data_options(data_roots[name]), **extra,
@@ -176,9 +189,21 @@ def method_matrix(args, tasks) -> int:
         except ValueError as error:
             raise SystemExit(f'[benchmark] {error}')
     run = dict(tasks=tasks, root=ROOT, jobs=jobs, force=args.force, verbose=args.verbose)
-    teachers = matrix.run_experiments(
-        [e for name in names for e in matrix.plan_teachers(name, tasks[name], settings[name])],
-        label='teachers', **run)
+    planned_teachers = [e for name in names
+                        for e in matrix.plan_teachers(name, tasks[name], settings[name])]
+    known = {e.work_dir for e in planned_teachers}
+    pool_teachers = [e for e in matrix.plan_pool_teachers(pools, tasks, settings)
+                     if e.work_dir not in known]
+    trained = matrix.run_experiments(planned_teachers + pool_teachers, label='teachers', **run)
+    # The pools' added teachers are no teachers of the task's own pool (its best teacher,
+    # its diagnostics); one of a task outside the table is not shown in it.
+    teachers, added = trained[:len(planned_teachers)], trained[len(planned_teachers):]
+    failed_pools = [p.key for p in pools
+                    if not osp.isfile(matrix.pool_teacher_file(p, work_root))]
+    if failed_pools:
+        print(f'[benchmark] {failed_pools}: the added teacher failed, so these pools are '
+              'not trained', flush=True)
+    methods = [m for m in methods if m not in failed_pools]
     planned = []
     for name in names:
         task_teachers = [o for o in teachers if o.experiment.task == name]
@@ -194,7 +219,8 @@ def method_matrix(args, tasks) -> int:
                 is not None:
             diagnostics[name] = matrix.teacher_diagnostics(name, tasks[name], settings[name],
                                                            ROOT, args.force)
-    outcomes = teachers + matrix.run_experiments(planned, label='runs', **run)
+    shown = teachers + [o for o in added if o.experiment.task in names]
+    outcomes = shown + matrix.run_experiments(planned, label='runs', **run)
 
     rows = matrix.summarise(outcomes, tasks)
     table = matrix.format_markdown(rows, diagnostics)
@@ -220,7 +246,7 @@ def method_matrix(args, tasks) -> int:
     print(table)
     print(f'[benchmark] tables: {work_root}/benchmark.md, {work_root}/benchmark.csv')
     print(f'[benchmark] plots: {", ".join(figures)}')
-    return 1 if any(o.result is None for o in outcomes) else 0
+    return 1 if any(o.result is None for o in outcomes + added) else 0
 
 
 #: Options of one mode only: (dest, flag).
@@ -253,8 +279,9 @@ def family_matrix(args, tasks) -> int:
     return 1 if unexpected else 0
 
 
-def check_args(parser, args, methods) -> None:
-    """Refuse options of the other mode and values that cannot work (exit status 2)."""
+def check_args(parser, args, methods, pools=()) -> None:
+    """Refuse options of the other mode and values that cannot work (exit status 2);
+    ``pools``: the keys of the tasks' pools (the matrix's only)."""
     timing = args.overhead or args.hypergradients
     if args.overhead and args.hypergradients:
         parser.error('--overhead and --hypergradients are separate modes: choose one')
@@ -274,8 +301,11 @@ def check_args(parser, args, methods) -> None:
         parser.error(f'{", ".join(stray)} do(es) not apply to {mode}')
     for entry in args.methods or ():
         method, colon, interval = entry.partition(':')
-        if method not in methods:
-            parser.error(f'unknown methods {[entry]}; choose from {list(methods)}')
+        if method in pools and (timing or args.families is not None):
+            parser.error(f'{entry}: a pool with an added teacher runs in the method matrix '
+                         'only (not with --overhead, --hypergradients or --families)')
+        if method not in methods + tuple(pools):
+            parser.error(f'unknown methods {[entry]}; choose from {list(methods + tuple(pools))}')
         if colon and not args.overhead:
             parser.error(f'{entry}: METHOD:INTERVAL with --overhead only')
         if colon and not (interval.isdigit() and int(interval) >= 1):
@@ -315,6 +345,7 @@ def main():
     from benchmarks.methods import METHODS, VARIANTS
     from benchmarks.tasks import make_tasks
     tasks = make_tasks(ROOT)
+    pool_keys = tuple(pool.key for task in tasks.values() for pool in task.pools)
     parser = argparse.ArgumentParser(
         description='mmkd_ext benchmarks: the method matrix (default) or --overhead',
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -326,7 +357,8 @@ def main():
                         'iterations each')
     parser.add_argument('--methods', nargs='+', metavar='METHOD',
                         help=f'weighting methods (default: all): {" ".join(METHODS)}; and '
-                        f'variants of their hooks: {" ".join(VARIANTS)}; with --overhead '
+                        f'variants of their hooks: {" ".join(VARIANTS)}; pools with an added '
+                        f'teacher (matrix only): {" ".join(pool_keys)}; with --overhead '
                         'METHOD[:INTERVAL], aver among them (default: aver mmkd:5 '
                         'mtkd_rl mtkd_rl_stochastic)')
     matrix_args = parser.add_argument_group('the method matrix')
@@ -383,7 +415,7 @@ def main():
         print('BENCH ' + json.dumps(compare(**json.loads(args.hypergradients_child))),
               flush=True)
         return
-    check_args(parser, args, METHODS + tuple(VARIANTS))
+    check_args(parser, args, METHODS + tuple(VARIANTS), pool_keys)
     absolute_paths(args, ('work_root', 'data_root', 'teacher_dir', 'load_from'))  # before chdir
     os.chdir(ROOT)
     if args.families is not None:

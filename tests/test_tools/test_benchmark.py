@@ -335,6 +335,8 @@ def test_benchmark_reuses_finished_runs_and_reports_a_failed_one(tmp_path, shape
     (['--hypergradients', '--interval', '0'], '--interval must be >= 1'),
     (['--hypergradients', '--rounds', '2'], '--rounds do(es) not apply to --hypergradients'),
     (['--families', '--methods', 'mmkd_fd'], "['mmkd_fd']: the family matrix runs the methods"),
+    (['--families', '--methods', 'aver_with_gfl'], 'runs in the method matrix only'),
+    (['--overhead', '--methods', 'aver', 'aver_with_gfl'], 'runs in the method matrix only'),
     (['--task', 'detection'], '--task do(es) not apply to the matrix'),
     (['--cfg-options', 'train_cfg'], 'KEY=VALUE'),
     (['--jobs', '0'], '--jobs must be >= 1'),
@@ -353,3 +355,42 @@ def test_benchmark_refuses_bad_arguments(argv, message, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         tool.main()
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_pool_adds_its_teacher_after_the_tasks_own_and_is_paired_with_its_method(tmp_path):
+    """The detection pools: the added teacher is trained as its own task trains its
+    teachers (the classifier with the classification data and schedule, under
+    classification/teachers, where that task's benchmark finds the same run), its
+    checkpoint comes after the task's teachers, and the row is paired with AVER."""
+    task = TASKS['detection']
+    settings = {name: matrix.Settings(str(tmp_path), f'data/{name}', True, {}, validate=False)
+                for name in ('detection', 'classification')}
+    pools = list(task.pools)
+    assert [p.key for p in pools] == ['aver_with_gfl', 'aver_with_classifier']
+    added = matrix.plan_pool_teachers(pools + pools[1:], TASKS, settings)  # once each
+    own = matrix.plan_teachers('classification', TASKS['classification'],
+                               settings['classification'])
+    gfl, classifier = added
+    assert (gfl.task, gfl.row, classifier.task) == ('detection', 'GFL R34-w32', 'classification')
+    assert classifier == own[0]  # the classification benchmark's own teacher run
+    assert gfl.options['train_cfg.max_epochs'] == 8 and gfl.options['randomness.seed'] == 0
+    students = matrix.plan_students('detection', task, settings['detection'], [0, 1],
+                                    ['aver', 'aver_with_classifier'], best_teacher=None)
+    rows = [e for e in students if e.method == 'aver_with_classifier']
+    assert [e.seed for e in rows] == [0, 1] and rows[0].config == pools[1].config
+    checkpoints = [rows[0].options[f'model.teachers.{i}.checkpoint'] for i in range(3)]
+    assert checkpoints[:2] == task.teacher_files(str(tmp_path / 'detection' / 'teachers'))
+    assert checkpoints[2] == classifier.export_to == matrix.pool_teacher_file(
+        pools[1], str(tmp_path))
+    from mmengine.config import Config
+    teachers = Config.fromfile(pools[1].config).model.teachers
+    assert len(teachers) == 3 and teachers[2].config.endswith('resnet18_w24_shapes10.py')
+
+    def outcome(experiment, score):
+        return matrix.Outcome(experiment, dict(score=score), None)
+    scores = {'student alone': (4.0, 5.0), 'KD: AVER': (6.0, 7.0),
+              f'KD: {pools[1].name}': (6.5, 8.5)}
+    summary = {r['row']: r for r in matrix.summarise(
+        [outcome(e, scores[e.row][e.seed]) for e in students], TASKS)}
+    assert summary[f'KD: {pools[1].name}']['vs_method'].mean == pytest.approx(1.0)
+
