@@ -118,6 +118,14 @@ def slug(name: str) -> str:
     return re.sub(r'[^a-z0-9]+', '_', name.lower()).strip('_')
 
 
+def _moved_checkout(recorded: Optional[str], config: Optional[str]) -> bool:
+    """Whether a recorded config path is ``config`` (relative to the project root) in
+    another checkout: an absolute path ending with it (runs recorded before configs
+    were recorded relative to the root)."""
+    return (isinstance(recorded, str) and isinstance(config, str) and osp.isabs(recorded)
+            and not osp.isabs(config) and recorded.endswith(osp.sep + config))
+
+
 def check_settings(work_dir: str, settings: dict) -> None:
     """Record the settings of the run in ``work_dir/experiment.json``, or check that a
     run already there has the same ones, so a finished result or a checkpoint is
@@ -130,6 +138,8 @@ def check_settings(work_dir: str, settings: dict) -> None:
     if osp.isfile(path):
         with open(path) as f:
             recorded = json.load(f)
+        if _moved_checkout(recorded.get('config'), settings.get('config')):
+            recorded['config'] = settings['config']  # its contents are in config_digest
         if recorded != settings:
             changed = sorted(k for k in settings if recorded.get(k) != settings[k])
             raise ExperimentFailed(
@@ -216,7 +226,12 @@ def train_and_test(config: str, work_dir: str, metric_key: str, metric_scale: fl
     result_path = osp.join(work_dir, result_name)
     if force and osp.isdir(work_dir):  # start afresh, not from its checkpoints
         shutil.rmtree(work_dir)
-    check_settings(work_dir, dict(config=osp.abspath(config), options=list(options),
+    # The config relative to the root: a run stays valid in a moved or second checkout
+    # (its contents are in config_digest).
+    recorded_config = osp.relpath(osp.abspath(config), osp.abspath(root))
+    if recorded_config.startswith(os.pardir):
+        recorded_config = osp.abspath(config)
+    check_settings(work_dir, dict(config=recorded_config, options=list(options),
                                   validate=validate, config_digest=config_digest(config),
                                   data=data_fingerprints(options)))
     if is_finished(work_dir, result_name):

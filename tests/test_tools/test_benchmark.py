@@ -95,6 +95,22 @@ def test_a_work_dir_of_other_settings_is_refused_not_reused(tmp_path):
         experiments.check_settings(str(tmp_path), dict(settings, options=['randomness.seed=1']))
 
 
+def test_a_run_recorded_in_another_checkout_is_the_same_run(tmp_path):
+    """Configs are recorded relative to the root; a record of an absolute path in
+    another checkout of the same config is the same run (its contents are compared by
+    the digest), any other path is not."""
+    from benchmarks import experiments
+    settings = dict(config='configs/x/kd_aver.py', options=[], config_digest='d')
+    experiments.check_settings(str(tmp_path / 'a'), dict(settings,
+                                                        config='/old/root/configs/x/kd_aver.py'))
+    experiments.check_settings(str(tmp_path / 'a'), settings)
+    experiments.check_settings(str(tmp_path / 'b'), dict(settings, config='/old/x/kd_mmkd.py'))
+    with pytest.raises(experiments.ExperimentFailed, match='changed: config'):
+        experiments.check_settings(str(tmp_path / 'b'), settings)
+    with pytest.raises(experiments.ExperimentFailed, match='changed: config_digest'):
+        experiments.check_settings(str(tmp_path / 'a'), dict(settings, config_digest='e'))
+
+
 def test_settings_change_with_the_configs_contents_and_the_data(tmp_path):
     """Editing a base file or a model config a config names, or regenerating its data
     with other settings, is another run: its cached result is not reused."""
