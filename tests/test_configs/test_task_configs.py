@@ -1,6 +1,7 @@
 """The detection and segmentation demo configs on generated data (COCO and Cityscapes
 layouts), through MMEngine's runner and the tools; exported students in plain mmdet
 and mmseg."""
+import gc
 import glob
 import json
 import re
@@ -10,6 +11,7 @@ from typing import Callable, NamedTuple
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from benchmarks.methods import METHODS
@@ -144,3 +146,34 @@ def test_exported_student_runs_in_plain_library(trained, request, tmp_path):
     exported = torch.load(out, weights_only=True)['state_dict']
     distilled = torch.load(checkpoint, weights_only=False)['state_dict']
     assert torch.equal(exported[plain.weight], distilled[f'student.{plain.weight}'])
+
+
+class _CollectGarbage(Hook):
+    """Collects garbage before every iteration: the stale data iterator that
+    RandomStateHook replaces in an iteration-based loop is then gone at once."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        gc.collect()
+
+
+def test_an_iteration_based_config_trains_with_persistent_workers(streets_root, tmp_path):
+    """The segmentation configs (IterBasedTrainLoop, InfiniteSampler, two persistent
+    workers) train past the batches the first iterator prefetched: RandomStateHook
+    restarts the workers without closing the sampler's shared generator of indices."""
+    from conftest import SEG_STUDENT_CONFIG
+    cfg = Config.fromfile(SEG_STUDENT_CONFIG)
+    cfg.merge_from_dict({
+        'train_dataloader.dataset.data_root': streets_root + '/',
+        'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 2,
+        'train_dataloader.persistent_workers': True,
+        'train_cfg.max_iters': 6, 'train_cfg.val_interval': 10**6, 'param_scheduler': [],
+        'val_dataloader': None, 'val_cfg': None, 'val_evaluator': None,
+        'test_dataloader': None, 'test_cfg': None, 'test_evaluator': None,
+        'default_hooks.checkpoint.interval': 10**6,
+    })
+    assert cfg.train_dataloader.sampler.type == 'InfiniteSampler'
+    cfg.work_dir = str(tmp_path)
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(_CollectGarbage())
+    runner.train()
+    assert runner.iter == 6  # more than the 2 workers x 2 batches prefetched

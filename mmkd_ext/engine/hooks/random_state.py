@@ -6,6 +6,7 @@ from functools import partial
 from typing import Optional
 
 import torch
+from mmengine.dataset import InfiniteSampler
 from mmengine.dataset import worker_init_fn as mmengine_worker_init_fn
 from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
@@ -172,6 +173,15 @@ class RandomStateHook(Hook):
         for iterator in stale:
             if hasattr(iterator, '_shutdown_workers'):
                 iterator._shutdown_workers()
+        # MMEngine's InfiniteSampler hands every iterator of the loader one shared
+        # generator of indices (``sampler.indices``). The stale iterator's batch sampler
+        # is suspended inside it, and closing that (when the stale iterator is
+        # collected) closes the shared generator: the new iterator would get no index
+        # and the loop would stop with StopIteration. A fresh generator starts the
+        # indices from the beginning, as if the first iterator had never run.
+        sampler = getattr(loader, 'sampler', None)
+        if isinstance(sampler, InfiniteSampler):
+            sampler.indices = sampler._indices_of_rank()
         loop.dataloader_iterator = _InfiniteDataloaderIterator(loader)
 
     def before_train_epoch(self, runner) -> None:
