@@ -203,11 +203,12 @@ def plan_students(name: str, task: Task, settings: Settings, seeds: Sequence[int
     for seed in seeds:
         for row, role, config, method in rows:
             options = _base_options(task, settings, role, seed)
+            pool = task.pool(method)
             if role == 'single':
                 options.update(task.checkpoint_options([teacher_files[best_teacher]]))
-            elif task.pool(method) is not None:  # the task's teachers, then the added one
+            elif pool is not None:  # the task's teachers, then the added one
                 options.update(task.checkpoint_options(
-                    teacher_files + [pool_teacher_file(task.pool(method), settings.work_root)]))
+                    teacher_files + [pool_teacher_file(pool, settings.work_root)]))
             elif role == 'distilled':
                 options.update(task.checkpoint_options(teacher_files))
             planned.append(Experiment(name, row, role, config, seed,

@@ -123,8 +123,6 @@ class FeatureDistillation:
                 self.teacher_channels.append(teacher_maps[-1][1].shape[1])
         self.adapters = nn.ModuleList(adapters)
         self.num_classes = view.sample_logits(student_head).shape[1]
-        #: Per teacher: True for a feature teacher (no head output, features only).
-        self.feature_only = list(teachers.feature_only)
 
     @staticmethod
     def _adapter(feature_kd: dict, student: torch.Tensor, teacher: torch.Tensor,

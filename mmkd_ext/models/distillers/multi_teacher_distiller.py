@@ -292,6 +292,12 @@ class MultiTeacherDistiller(BaseModel):
         pool = self.teacher_pool
         return 1.0 / len(pool) if pool.feature_indices else 0.0
 
+    @property
+    def task_feature_share(self) -> float:
+        """The factor of the weighting's feature weights of the task teachers,
+        ``K_task / K_all`` (1 without feature teachers)."""
+        return 1.0 - self.feature_teacher_share * len(self.teacher_pool.feature_indices)
+
     def per_sample_distill_losses(self, batch: KDBatch,
                                   weights: TeacherWeights) -> Dict[str, torch.Tensor]:
         """``{'loss_kd': [B], 'loss_feat': [B]}``: each sample's weighted logit term
@@ -308,17 +314,15 @@ class MultiTeacherDistiller(BaseModel):
         if batch.feature_kd is not None:
             term = (weights.feature * batch.feature_kd).sum(1)
             if batch.feature_teacher_kd is not None:
-                share = self.feature_teacher_share
-                term = (1.0 - share * batch.feature_teacher_kd.shape[1]) * term + \
-                    share * batch.feature_teacher_kd.sum(1)
+                term = self.task_feature_share * term + \
+                    self.feature_teacher_share * batch.feature_teacher_kd.sum(1)
             losses['loss_feat'] = self.feature_distillation.weight * term
         return losses
 
     def distill_losses(self, batch: KDBatch, weights: TeacherWeights) -> Dict[str, torch.Tensor]:
         """Weighted KD losses plus per-teacher log values (keys without 'loss')."""
         losses = {k: v.mean() for k, v in self.per_sample_distill_losses(batch, weights).items()}
-        pool = self.teacher_pool
-        task_share = 1.0 - self.feature_teacher_share * len(pool.feature_indices)
+        pool, task_share = self.teacher_pool, self.task_feature_share
         for k, index in enumerate(pool.task_indices):
             name = pool.names[index]
             losses[f'{name}.w_logit'] = weights.logit[:, k].mean().detach()

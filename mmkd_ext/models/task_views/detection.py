@@ -40,11 +40,17 @@ def resample_level(scores: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     if (h, w) == tuple(size):
         return scores
     flat = scores.reshape(b, a * c, h, w)
-    if h >= size[0] and w >= size[1]:
+    if pools_down((h, w), size):
         flat = F.adaptive_max_pool2d(flat, size)
     else:
         flat = F.interpolate(flat, size=size, mode='nearest-exact')
     return flat.reshape(b, a, c, *size)
+
+
+def pools_down(size: Tuple[int, int], target: Tuple[int, int]) -> bool:
+    """Whether :func:`resample_level` max-pools a map of ``size`` to ``target`` (at
+    least as large in both dimensions) rather than resampling it to the nearest cell."""
+    return size[0] >= target[0] and size[1] >= target[1]
 
 
 def match_levels(student_sizes: Sequence[Tuple[int, int]],
@@ -263,13 +269,21 @@ class DenseDetectionView(BaseTaskView):
             levels.append(x)
         return levels
 
+    def _matched(self, student_out: Any, teacher_out: Any
+                 ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[int]]:
+        """``(student levels, teacher levels, matches)``: both outputs' joint logits
+        per level (:meth:`_levels`) and, per student level, the index of its teacher
+        level (:func:`match_levels`)."""
+        student_levels, teacher_levels = self._levels(student_out), self._levels(teacher_out)
+        matches = match_levels([tuple(s.shape[-2:]) for s in student_levels],
+                               [tuple(t.shape[-2:]) for t in teacher_levels])
+        return student_levels, teacher_levels, matches
+
     def _aligned(self, student_out: Any, teacher_out: Any
                  ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """Per student level, the student's and the teacher's joint logits at the same
         locations, each ``[B, A, C, H*W]`` (the class docstring's rule)."""
-        teacher_levels, student_levels = self._levels(teacher_out), self._levels(student_out)
-        matches = match_levels([tuple(s.shape[-2:]) for s in student_levels],
-                               [tuple(t.shape[-2:]) for t in teacher_levels])
+        student_levels, teacher_levels, matches = self._matched(student_out, teacher_out)
         pairs = []
         for s, match in zip(student_levels, matches):
             t = teacher_levels[match]
@@ -377,9 +391,8 @@ class DenseDetectionView(BaseTaskView):
         """How the teacher's head meets the student's, in words (empty when the
         layouts are equal): the prior reduction, and each student level whose
         teacher level is resampled or another one by position."""
-        t_levels, s_levels = self._levels(teacher_out), self._levels(student_out)
+        s_levels, t_levels, matches = self._matched(student_out, teacher_out)
         sizes = [tuple(t.shape[-2:]) for t in t_levels]
-        matches = match_levels([tuple(s.shape[-2:]) for s in s_levels], sizes)
         words = []
         priors = sorted({(s.shape[1], t_levels[m].shape[1])
                          for s, m in zip(s_levels, matches) if s.shape[1] != t_levels[m].shape[1]})
@@ -390,8 +403,7 @@ class DenseDetectionView(BaseTaskView):
             if t_size == size and match == index:
                 continue
             how = '' if t_size == size else (
-                ', max-pooled' if t_size[0] >= size[0] and t_size[1] >= size[1]
-                else ', resampled to the nearest cell')
+                ', max-pooled' if pools_down(t_size, size) else ', resampled to the nearest cell')
             words.append(f'student level {index} ({size[0]}x{size[1]}) from teacher level '
                          f'{match} ({t_size[0]}x{t_size[1]}){how}')
         unused = sorted(set(range(len(t_levels))) - set(matches))
