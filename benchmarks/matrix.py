@@ -440,6 +440,31 @@ def verdicts(rows: Sequence[dict], key: str = 'vs_aver') -> Dict[str, List[str]]
     return found
 
 
+def seed_spread(task_rows: Sequence[dict]) -> Dict[str, Optional['paired.Spread']]:
+    """A task's seed-to-seed spread, pooled where rows share it
+    (:func:`~benchmarks.paired.pooled_std`): ``'distilled'`` over the single-teacher
+    and distilled rows, ``'alone'`` the student alone, ``'vs_aver'`` over the paired
+    differences to AVER (what decides the width of the paired intervals)."""
+    compared = [r for r in task_rows if r['role'] in ('single', 'distilled')]
+    aver = next((r for r in task_rows if r['row'] == AVER), None)
+    differences = [[r['scores'][s] - aver['scores'][s] for s in sorted(r['scores'])
+                    if s in aver['scores']] for r in compared if aver and r is not aver]
+    return dict(distilled=paired.pooled_std([r['scores'].values() for r in compared]),
+                alone=paired.pooled_std([r['scores'].values() for r in task_rows
+                                         if r['role'] == 'student']),
+                vs_aver=paired.pooled_std(differences))
+
+
+def format_spread(task_rows: Sequence[dict]) -> str:
+    """The line under a task's table stating :func:`seed_spread`."""
+    spread = seed_spread(task_rows)
+    parts = [f'{label} {spread[key].format()}' for key, label in (
+        ('distilled', 'distilled and single-teacher rows'), ('alone', 'student alone'),
+        ('vs_aver', 'paired differences to AVER')) if spread[key] is not None]
+    return ('Seed-to-seed standard deviation, pooled over rows (95% chi-square '
+            f'interval): {"; ".join(parts) or "fewer than two seeds"}.')
+
+
 def format_markdown(rows: Sequence[dict],
                     diagnostics: Optional[Dict[str, Optional[str]]] = None) -> str:
     """A markdown table per task with its paired comparisons, what beats AVER and
@@ -484,6 +509,7 @@ def format_markdown(rows: Sequence[dict],
                   f'No difference from AVER: {", ".join(found["no difference"]) or "none"}.']
         flagged = [f'{r["row"]} seed {seed} ({gap:+.1f})' for r in task_rows
                    for seed, gap in r['bn_flags']]
+        lines.append(format_spread(task_rows))
         lines.append(f'BN gap (batch minus running statistics) over {BN_GAP_POINTS:.0f} '
                      f'points: {", ".join(flagged) if flagged else "no run"}.')
         if notes:

@@ -74,6 +74,44 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Inter
     return Interval(mean, mean - half, mean + half, len(values))
 
 
+class Spread(NamedTuple):
+    """A seed-to-seed standard deviation with its ``confidence`` interval, from ``df``
+    degrees of freedom."""
+    std: float
+    low: float
+    high: float
+    df: int
+
+    def format(self, spec: str = '.2f') -> str:
+        """``'0.98 [0.71, 1.59], 18 df'``."""
+        return (f'{format(self.std, spec)} [{format(self.low, spec)}, '
+                f'{format(self.high, spec)}], {self.df} df')
+
+
+def pooled_std(groups: Sequence[Sequence[float]],
+               confidence: float = CONFIDENCE) -> Optional[Spread]:
+    """The pooled standard deviation of ``groups`` (each the scores of one row over
+    seeds): ``sqrt(sum_g sum_i (x_gi - mean_g)^2 / df)`` with ``df = sum_g (n_g - 1)``,
+    and its chi-square interval ``[s sqrt(df / chi2_hi), s sqrt(df / chi2_lo)]``.
+
+    One row's standard deviation over 3 seeds has 2 degrees of freedom: its 95%
+    interval runs from 0.52 to 6.3 times itself, too wide to say whether a method's
+    spread is under a point. Rows that share one spread (the distilled students of
+    one task) pool their degrees of freedom. Groups of one value add none; None
+    when no group has two.
+    """
+    groups = [list(g) for g in groups if len(g) > 1]
+    df = sum(len(g) - 1 for g in groups)
+    if not df:
+        return None
+    from scipy.stats import chi2
+    squares = sum(sum((x - statistics.fmean(g)) ** 2 for x in g) for g in groups)
+    std = math.sqrt(squares / df)
+    tail = (1 - confidence) / 2
+    return Spread(std, std * math.sqrt(df / chi2.ppf(1 - tail, df)),
+                  std * math.sqrt(df / chi2.ppf(tail, df)), df)
+
+
 def paired_difference(scores: Dict[int, float], reference: Dict[int, float],
                       confidence: float = CONFIDENCE) -> Optional[Interval]:
     """``scores - reference`` over the seeds both have (``{seed: score}``), as the

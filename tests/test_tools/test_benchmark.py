@@ -183,6 +183,15 @@ def test_summary_pairs_each_row_with_the_student_alone_and_aver_over_seeds():
         'KD: CA-MKD.' in table
     assert 'points: KD: CA-MKD seed 2 (+14.0).' in table
     assert '- KD: MMKD: boom' in table
+    # Pooled over AVER, CA-MKD and MMKD: sum of squares 8 + 14 + 10.5 over 6 df; the
+    # student alone 2 over 2 df; the differences to AVER (1, 1, 4 and 10, 10.5, 9.5)
+    # 6 + 0.5 over 4 df.
+    spread = matrix.seed_spread(rows)
+    assert (spread['distilled'].std, spread['distilled'].df) == pytest.approx(
+        ((32.5 / 6) ** 0.5, 6))
+    assert (spread['alone'].std, spread['alone'].df) == pytest.approx((1.0, 2))
+    assert (spread['vs_aver'].std, spread['vs_aver'].df) == pytest.approx(((6.5 / 4) ** 0.5, 4))
+    assert 'student alone 1.00 [0.52, 6.28], 2 df' in table
 
 
 def test_paired_intervals_against_hand_computed_values():
@@ -198,6 +207,24 @@ def test_paired_intervals_against_hand_computed_values():
     difference = paired.paired_difference({0: 50.0, 1: 52.0, 5: 99.0}, {0: 48.0, 1: 49.0})
     assert difference.n == 2 and difference.mean == 2.5
     assert paired.paired_difference({0: 1.0}, {1: 1.0}) is None
+
+
+def test_pooled_std_against_hand_computed_values():
+    """The pooled std and its chi-square interval (quantiles of chi2 with 2 and 4 df
+    from tables: 0.0506356 / 7.377759 and 0.484419 / 11.143287)."""
+    from benchmarks import paired
+    one = paired.pooled_std([[40.0, 42.0, 41.0]])
+    assert (one.std, one.df) == (1.0, 2)
+    assert (one.low, one.high) == pytest.approx(((2 / 7.377759) ** 0.5, (2 / 0.0506356) ** 0.5),
+                                                rel=1e-5)
+    two = paired.pooled_std([[1.0, 3.0], [5.0, 5.0, 8.0], [7.0]])  # SS 2 + 6, 3 df
+    assert (two.std, two.df) == pytest.approx(((8 / 3) ** 0.5, 3))
+    four = paired.pooled_std([[0.0, 2.0, 4.0], [1.0, 1.0, 4.0]])  # SS 8 + 6, 4 df
+    assert four.low == pytest.approx((14 / 11.143287) ** 0.5, rel=1e-5)
+    assert four.high == pytest.approx((14 / 0.484419) ** 0.5, rel=1e-5)
+    assert four.format() == f'{(14 / 4) ** 0.5:.2f} [{(14 / 11.143287) ** 0.5:.2f}, ' \
+        f'{(14 / 0.484419) ** 0.5:.2f}], 4 df'
+    assert paired.pooled_std([[1.0], [2.0]]) is None
 
 
 def test_bootstrap_over_images_pairs_the_draws():

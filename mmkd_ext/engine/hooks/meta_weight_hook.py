@@ -71,7 +71,8 @@ class MetaWeightHook(WeightingTrainerHook):
     the task-loss steps first-order; ``'finite_difference'`` takes no second
     derivative (DARTS-style: first-order steps, the outer gradient carried back
     through the optimizer's update rule, the mixed derivative as a central
-    difference). The log says at the start what a mode other than ``'exact'``
+    difference along a parameter perturbation of norm ``finite_difference_epsilon``).
+    The log says at the start what a mode other than ``'exact'``
     approximates. The networks are :class:`~mmkd_ext.models.weighting.MetaWeightNet`.
 
     The teachers' outputs of the training steps are reused: when the quiz batch is
@@ -153,7 +154,8 @@ class MetaWeightHook(WeightingTrainerHook):
                  seed: int = 0,
                  precise_bn_batches: int = 128,
                  hypergradient: str = 'exact',
-                 quiz_cache_mb: float = 256):
+                 quiz_cache_mb: float = 256,
+                 finite_difference_epsilon: float = 1e-2):
         if interval < 1 or inner_kd_steps < 0 or inner_ce_steps < 0 or precise_bn_batches < 0:
             raise ValueError('interval must be >= 1 and the inner step and precise_bn_batches '
                              'counts >= 0.')
@@ -163,6 +165,10 @@ class MetaWeightHook(WeightingTrainerHook):
         check_mode(hypergradient)
         if quiz_cache_mb < 0:
             raise ValueError(f'quiz_cache_mb must be >= 0 (got {quiz_cache_mb}).')
+        if not finite_difference_epsilon > 0:
+            raise ValueError('finite_difference_epsilon must be > 0 (got '
+                             f'{finite_difference_epsilon}).')
+        self.finite_difference_epsilon = finite_difference_epsilon
         self.hypergradient_mode = hypergradient
         self.cache = QuizCache(int(quiz_cache_mb * 2**20))
         self.interval = interval
@@ -463,7 +469,8 @@ class MetaWeightHook(WeightingTrainerHook):
         by default; :func:`~mmkd_ext.engine.optimizers.hypergradient.meta_objective`)."""
         return meta_objective(mode or self.hypergradient_mode, model, optimizer, inputs,
                               data_samples, self.inner_kd_steps, self.inner_ce_steps,
-                              report=self.second_order, teacher_outputs=teacher_outputs)
+                              report=self.second_order, teacher_outputs=teacher_outputs,
+                              epsilon=self.finite_difference_epsilon)
 
     # ------------------------------------------------------------ checkpoints
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -135,11 +135,30 @@ def test_without_distillation_steps_every_mode_gives_no_hypergradient(two_teache
     assert torch.equal(grad, torch.zeros_like(grad))
 
 
+def test_the_hooks_finite_difference_step_is_the_objectives(two_teachers):
+    """``finite_difference_epsilon`` is the step the hook's hypergradient takes: at
+    1e-6 it is the exact one-step hypergradient (float64), at 0.5 it is not."""
+    model, optimizer, inputs, samples = distiller_with_history(two_teachers, 'sgd')
+    exact = hypergradient(model, optimizer, inputs, samples, 'exact', 1, 0)
+
+    def hooks(epsilon):
+        hook = MetaWeightHook(hypergradient='finite_difference', inner_kd_steps=1,
+                              inner_ce_steps=0, finite_difference_epsilon=epsilon)
+        for p in model.weighting.parameters():
+            p.grad = None
+        hook.hypergradient(model, optimizer, inputs, samples)
+        return torch.cat([p.grad.flatten() for p in model.weighting.parameters()])
+    assert torch.allclose(hooks(1e-6), exact, rtol=1e-5, atol=1e-7 * exact.abs().max())
+    assert not torch.allclose(hooks(0.5), exact, rtol=1e-3, atol=1e-5 * exact.abs().max())
+
+
 def test_an_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="hypergradient='second_order'.*finite_difference"):
         MetaWeightHook(hypergradient='second_order')
     with pytest.raises(ValueError, match='quiz_cache_mb must be >= 0'):
         MetaWeightHook(quiz_cache_mb=-1)
+    with pytest.raises(ValueError, match='finite_difference_epsilon must be > 0'):
+        MetaWeightHook(finite_difference_epsilon=0)
 
 
 # ------------------------------------------------------------------ the quiz cache
