@@ -29,7 +29,8 @@ from benchmarks.methods import VARIANT_TABLE, method_hook
 #: The reference of the comparison.
 EXACT = 'exact'
 #: The hook options a hypergradient depends on (variants setting others are not compared).
-HYPERGRADIENT_KEYS = {'hypergradient', 'inner_kd_steps', 'inner_ce_steps'}
+HYPERGRADIENT_KEYS = {'hypergradient', 'inner_kd_steps', 'inner_ce_steps',
+                      'finite_difference_epsilon'}
 
 
 @HOOKS.register_module(force=True)
@@ -47,12 +48,13 @@ class HypergradientComparisonHook(MetaWeightHook):
         mode = options.get('hypergradient', self.hypergradient_mode)
         kd = options.get('inner_kd_steps', self.inner_kd_steps)
         ce = options.get('inner_ce_steps', self.inner_ce_steps)
+        epsilon = options.get('finite_difference_epsilon', self.finite_difference_epsilon)
         _sync()
         start = time.perf_counter()
         with model.weighting.learning():
             outer, surrogate = meta_objective(mode, model, optimizer, inputs, data_samples,
                                               kd, ce, report=self.second_order,
-                                              teacher_outputs=known)
+                                              teacher_outputs=known, epsilon=epsilon)
             grads = (torch.autograd.grad(surrogate, nets, allow_unused=True)
                      if surrogate.requires_grad else [None] * len(nets))
         _sync()

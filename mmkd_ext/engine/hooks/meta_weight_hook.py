@@ -71,8 +71,9 @@ class MetaWeightHook(WeightingTrainerHook):
     the task-loss steps first-order; ``'finite_difference'`` takes no second
     derivative (DARTS-style: first-order steps, the outer gradient carried back
     through the optimizer's update rule, the mixed derivative as a central
-    difference along a parameter perturbation of norm ``finite_difference_epsilon``).
-    The log says at the start what a mode other than ``'exact'``
+    difference along a parameter perturbation of norm ``finite_difference_epsilon``);
+    ``'finite_difference_hvp'`` also keeps the steps' curvature, as central
+    differences of their gradients (Hessian-vector products). The log says at the start what a mode other than ``'exact'``
     approximates. The networks are :class:`~mmkd_ext.models.weighting.MetaWeightNet`.
 
     The teachers' outputs of the training steps are reused: when the quiz batch is

@@ -104,6 +104,41 @@ def test_first_order_task_mode_drops_the_task_steps_curvature_only(two_teachers,
     assert cosine(first_order, exact) < 0.99  # the curvature it drops is not nothing
 
 
+@pytest.mark.parametrize('optimizer_name', sorted(OPTIMIZERS))
+def test_finite_difference_hvp_is_exact_through_every_step(two_teachers, optimizer_name):
+    """Two distillation steps and a task-loss step (the default look-ahead): with the
+    Hessian-vector products kept, the finite differences give the exact
+    hypergradient; without them ('finite_difference') they do not."""
+    model, optimizer, inputs, samples = distiller_with_history(two_teachers, optimizer_name)
+    exact = hypergradient(model, optimizer, inputs, samples, 'exact', 2, 1)
+    assert exact.norm() > 0
+    hvp = hypergradient(model, optimizer, inputs, samples, 'finite_difference_hvp', 2, 1,
+                        epsilon=1e-7)  # small: a ReLU net's gradient jumps at its kinks
+    assert torch.allclose(hvp, exact, rtol=1e-5, atol=1e-5 * exact.abs().max())
+    dropped = hypergradient(model, optimizer, inputs, samples, 'finite_difference', 2, 1,
+                            epsilon=1e-6)
+    assert cosine(dropped, exact) < 0.99  # the curvature it keeps is not nothing
+
+
+def test_finite_difference_hvp_with_a_feature_teacher_and_task_steps_only_at_the_end(
+        two_teachers, tmp_path):
+    """A feature teacher first in the pool (its term fixed, its share scaling the
+    rest), one distillation step then two task-loss steps: still the exact
+    hypergradient."""
+    from conftest import save_checkpoint
+    from tiny_models import tiny_retinanet
+    detector = tiny_retinanet(8)
+    teachers = [dict(name='det', config=detector,
+                     checkpoint=save_checkpoint(detector, tmp_path / 'det.pth', 3)),
+                *two_teachers]
+    model, optimizer, inputs, samples = distiller_with_history(teachers, 'adamw')
+    exact = hypergradient(model, optimizer, inputs, samples, 'exact', 1, 2)
+    hvp = hypergradient(model, optimizer, inputs, samples, 'finite_difference_hvp', 1, 2,
+                        epsilon=1e-7)
+    assert exact.norm() > 0
+    assert torch.allclose(hvp, exact, rtol=1e-5, atol=1e-5 * exact.abs().max())
+
+
 def test_without_task_steps_first_order_task_is_exact(two_teachers):
     model, optimizer, inputs, samples = distiller_with_history(two_teachers, 'sgd')
     exact = hypergradient(model, optimizer, inputs, samples, 'exact', 2, 0)
@@ -111,7 +146,8 @@ def test_without_task_steps_first_order_task_is_exact(two_teachers):
     assert torch.equal(exact, first_order)
 
 
-@pytest.mark.parametrize('mode', ['first_order_task', 'finite_difference'])
+@pytest.mark.parametrize('mode', ['first_order_task', 'finite_difference',
+                                  'finite_difference_hvp'])
 def test_cheap_modes_leave_the_student_bn_stats_and_optimizer_unchanged(two_teachers, mode):
     model, optimizer, inputs, samples = distiller_with_history(two_teachers, 'sgd',
                                                                torch.float32)
@@ -127,7 +163,8 @@ def test_cheap_modes_leave_the_student_bn_stats_and_optimizer_unchanged(two_teac
                            optimizer.state_dict()['state'][pid]['momentum_buffer'])
 
 
-@pytest.mark.parametrize('mode', ['exact', 'first_order_task', 'finite_difference'])
+@pytest.mark.parametrize('mode', ['exact', 'first_order_task', 'finite_difference',
+                                  'finite_difference_hvp'])
 def test_without_distillation_steps_every_mode_gives_no_hypergradient(two_teachers, mode):
     model, optimizer, inputs, samples = distiller_with_history(two_teachers, 'sgd',
                                                                torch.float32)
