@@ -73,7 +73,8 @@ class MetaWeightHook(WeightingTrainerHook):
     through the optimizer's update rule, the mixed derivative as a central
     difference along a parameter perturbation of norm ``finite_difference_epsilon``);
     ``'finite_difference_hvp'`` also keeps the steps' curvature, as central
-    differences of their gradients (Hessian-vector products). The log says at the start what a mode other than ``'exact'``
+    differences of their gradients (Hessian-vector products) along the same
+    perturbation. The log says at the start what a mode other than ``'exact'``
     approximates. The networks are :class:`~mmkd_ext.models.weighting.MetaWeightNet`.
 
     The teachers' outputs of the training steps are reused: when the quiz batch is

@@ -76,7 +76,8 @@ def meta_objective(mode: str, distiller: nn.Module, optimizer: torch.optim.Optim
         inputs: ``[B, C, H, W]``, the preprocessed quiz batch.
         teacher_outputs: ``(inputs, (heads, maps))``, the teachers' outputs on
             ``inputs`` when already known.
-        epsilon: ``'finite_difference'``: the norm of the parameter perturbation.
+        epsilon: ``'finite_difference'`` and ``'finite_difference_hvp'``: the norm of
+            the parameter perturbation of the central differences.
     """
     check_mode(mode)
     if mode in ('finite_difference', 'finite_difference_hvp'):
@@ -174,14 +175,16 @@ def finite_difference_objective(distiller: nn.Module, optimizer: torch.optim.Opt
             return outer.detach(), outer.new_zeros(())
         adjoint, state_adjoint = gradient(outer, final), {}
         surrogate = outer.new_zeros(())
-        for index in reversed(range(len(steps))):
-            step = steps[index]
+        while steps:
+            index, step = len(steps) - 1, steps.pop()  # dropped once passed back
             adjoint, state_adjoint, u = step.backward(adjoint, state_adjoint)
+            hessian = curvature and index > 0  # nothing depends on theta_0
+            if step.terms is None and not hessian:
+                continue  # a task-loss step without its curvature adds nothing
             norm = torch.sqrt(sum((d.double()**2).sum() for d in u.values())) if u else 0
             if not u or float(norm) == 0:
                 continue
             scale = epsilon / float(norm)
-            hessian = curvature and index > 0  # nothing depends on theta_0
             sides = []
             for sign in (1.0, -1.0):
                 restore_random_state(step.rng)  # the random numbers of the step's forward

@@ -139,6 +139,36 @@ def test_finite_difference_hvp_with_a_feature_teacher_and_task_steps_only_at_the
     assert torch.allclose(hvp, exact, rtol=1e-5, atol=1e-5 * exact.abs().max())
 
 
+def test_finite_difference_hvp_replays_each_steps_random_numbers(two_teachers):
+    """A student with stochastic depth (random draws in every forward) and a parameter
+    its optimizer does not step: each difference replays its step's draws, and the
+    parameter stays where it is, as in the exact hypergradient."""
+    from mmkd_ext.models.distillers import MultiTeacherDistiller
+    from conftest import tiny_classifier
+    student = tiny_classifier(4)
+    student['backbone']['drop_path_rate'] = 0.3
+    torch.manual_seed(0)
+    model = MultiTeacherDistiller(student=student, teachers=two_teachers,
+                                  weighting=dict(type='MetaWeightNet', batch_size=4),
+                                  feature_kd=dict(weight=2.0)).double()
+    frozen = 'student.head.fc.bias'
+    params = [p for n, p in model.named_parameters()
+              if not n.startswith('weighting.') and n != frozen]
+    optimizer = OPTIMIZERS['sgd'](params)
+    inputs, samples = make_batch(model, batch_size=4, seed=4)
+    inputs = inputs.double()
+
+    def seeded(mode, **kwargs):
+        torch.manual_seed(7)  # the same draws for both modes' forwards
+        return hypergradient(model, optimizer, inputs, samples, mode, 2, 1, **kwargs)
+    exact = seeded('exact')
+    assert exact.norm() > 0
+    assert not torch.equal(exact, hypergradient(model, optimizer, inputs, samples, 'exact',
+                                                2, 1))  # the draws matter
+    hvp = seeded('finite_difference_hvp', epsilon=1e-7)
+    assert torch.allclose(hvp, exact, rtol=1e-5, atol=1e-5 * exact.abs().max())
+
+
 def test_without_task_steps_first_order_task_is_exact(two_teachers):
     model, optimizer, inputs, samples = distiller_with_history(two_teachers, 'sgd')
     exact = hypergradient(model, optimizer, inputs, samples, 'exact', 2, 0)
