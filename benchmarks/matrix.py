@@ -279,7 +279,7 @@ def _duration(seconds: float) -> str:
     return f'{seconds:.0f} s' if seconds < 90 else f'{seconds / 60:.0f} min'
 
 
-def _job_environments(jobs: int) -> 'queue.Queue[dict]':
+def job_environments(jobs: int) -> 'queue.Queue[dict]':
     """One environment per concurrent job: its own GPU (of those visible), or without
     GPUs an equal share of the CPU threads."""
     import torch
@@ -306,7 +306,7 @@ def run_experiments(planned: Sequence[Experiment], tasks: Dict[str, Task], root:
     """Run ``planned`` (``jobs`` at a time); a failed run is reported and the others go
     on. Outcomes come back in the order planned."""
     progress = Progress(len(planned), jobs, label)
-    slots = _job_environments(jobs)
+    slots = job_environments(jobs)
 
     def execute(exp: Experiment) -> Outcome:
         task = tasks[exp.task]

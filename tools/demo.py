@@ -7,26 +7,32 @@ table (also saved with a bar plot under the task's work root). Runs that already
 reused; ``--force`` redoes them.
 
     python tools/demo.py [--task classification|detection|segmentation] [--force] [--verbose]
-                         [--methods aver mmkd ...]
+                         [--methods aver mmkd ...] [--jobs J]
+
+Runs go ``--jobs`` at a time (by default two on CPU, one core each, and one on
+CUDA): the teachers and the student alone first, then the distillations.
 """
 import argparse
 import os
 import os.path as osp
 import sys
 import time
-from typing import List
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)  # the repository's benchmarks/ package
 
 from benchmarks import experiments  # noqa: E402
 from benchmarks.experiments import slug  # noqa: E402
+from benchmarks.matrix import job_environments  # noqa: E402
 from benchmarks.tasks import Run, Task, make_tasks  # noqa: E402
 
 
 def train_and_test(run: Run, task: Task, teacher_dir: str, force: bool,
-                   verbose: bool) -> dict:
-    """Train one config, export it if it is a teacher, evaluate it; cached."""
+                   verbose: bool, env: Optional[Dict[str, str]] = None) -> dict:
+    """Train one config, export it if it is a teacher, evaluate it; cached. ``env``:
+    the environment of its processes (its share of the CPU threads)."""
     work_dir = osp.join(task.work_root, slug(run.name))
     options = dict(task.data_options(task.data_root))
     if run.role == 'distilled':
@@ -38,9 +44,9 @@ def train_and_test(run: Run, task: Task, teacher_dir: str, force: bool,
         result = experiments.train_and_test(
             run.config, work_dir, task.metric_key, task.metric_scale, ROOT, options,
             export_to=run.export_as and osp.join(teacher_dir, run.export_as),
-            result_name='demo_result.json', force=force,
-            echo=(lambda line: print('    ' + line, flush=True)) if verbose
-            else experiments.progress_echo())
+            result_name='demo_result.json', force=force, env=env,
+            echo=(lambda line: print(f'    [{run.name}] ' + line, flush=True)) if verbose
+            else experiments.progress_echo(f'    [{run.name}] '))
     except experiments.ExperimentFailed as error:
         raise SystemExit(f'[demo] {run.name} failed: {error}')
     result.setdefault('score', result.get('top1'))  # results of earlier versions
@@ -51,6 +57,22 @@ def train_and_test(run: Run, task: Task, teacher_dir: str, force: bool,
         print(f'[demo] {run.name}: {task.metric_name} {result["score"]:.2f} '
               f'(trained in {result["train_seconds"]:.0f} s)')
     return dict(result, name=run.name, role=run.role)
+
+
+def run_all(runs: List[Run], task: Task, teacher_dir: str, force: bool, verbose: bool,
+            jobs: int) -> List[dict]:
+    """:func:`train_and_test` of ``runs``, ``jobs`` at a time; results in their order."""
+    slots = job_environments(jobs)
+
+    def one(run: Run) -> dict:
+        env = slots.get()
+        try:
+            return train_and_test(run, task, teacher_dir, force, verbose, env)
+        finally:
+            slots.put(env)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, runs))
 
 
 def format_table(results: List[dict], metric_name: str) -> str:
@@ -73,6 +95,8 @@ def main():
     parser.add_argument('--data-root', help="default: the task's (data/<dataset>)")
     parser.add_argument('--force', action='store_true', help='redo finished runs')
     parser.add_argument('--verbose', action='store_true', help='show full training logs')
+    parser.add_argument('--jobs', type=int, metavar='J',
+                        help='runs at a time (default: 2 on CPU, one core each; 1 on CUDA)')
     parser.add_argument('--methods', nargs='+', metavar='METHOD',
                         help='distil with these weightings only (teachers and the student '
                         'alone always run); default: all')
@@ -96,9 +120,16 @@ def main():
     print(f'[demo] {task.dataset} data in {task.data_root}: '
           f'{"already there" if meta["skipped"] else "generated"}')
 
+    import torch
+    jobs = args.jobs or (1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1))
+    if jobs < 1:
+        parser.error(f'--jobs must be at least 1 (got {jobs})')
     start = time.time()
-    results = [train_and_test(run, task, teacher_dir, args.force, args.verbose)
-               for run in task.runs]
+    # The teachers and the student alone first: the distillations need the teachers.
+    first = [run for run in task.runs if run.role != 'distilled']
+    results = run_all(first, task, teacher_dir, args.force, args.verbose, jobs)
+    results += run_all([run for run in task.runs if run.role == 'distilled'], task,
+                       teacher_dir, args.force, args.verbose, jobs)
     weight_plots = [
         plot_teacher_weights(osp.join(task.work_root, slug(run.name)),
                              title=f'{run.name}: mean teacher weights')
