@@ -101,6 +101,8 @@ def main():
                         help='distil with these weightings only (teachers and the student '
                         'alone always run); default: all')
     args = parser.parse_args()
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f'--jobs must be at least 1 (got {args.jobs})')
     experiments.absolute_paths(args, ('work_root', 'data_root'))  # before the chdir
     os.chdir(ROOT)
     task = tasks[args.task]
@@ -121,9 +123,8 @@ def main():
           f'{"already there" if meta["skipped"] else "generated"}')
 
     import torch
-    jobs = args.jobs or (1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1))
-    if jobs < 1:
-        parser.error(f'--jobs must be at least 1 (got {jobs})')
+    jobs = (args.jobs if args.jobs is not None
+            else 1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1))
     start = time.time()
     # The teachers and the student alone first: the distillations need the teachers.
     first = [run for run in task.runs if run.role != 'distilled']

@@ -174,5 +174,10 @@ def test_demo_reuses_finished_runs_and_distils_with_the_chosen_methods(tmp_path)
     assert '| KD: AVER | distilled | 50.00 | +10.00 |' in table and 'MMKD' not in table
     assert (work_root / 'demo_results.png').is_file()
     assert (work_root / 'kd_aver' / 'teacher_weights.png').is_file()
+    rows = [line.split(' | ')[0].lstrip('| ') for line in table.splitlines()[2:]]
+    assert rows == [run.name for run in task.runs if run.method in (None, 'aver')]  # in order
     refused = run_tool('tools/demo.py', '--methods', 'nope', '--work-root', str(work_root))
     assert refused.returncode != 0 and "unknown methods ['nope']" in refused.stderr
+    refused = run_tool('tools/demo.py', '--jobs', '0', '--work-root', str(work_root),
+                       '--data-root', str(tmp_path / 'data'))
+    assert refused.returncode != 0 and '--jobs must be at least 1' in refused.stderr
