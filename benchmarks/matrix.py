@@ -279,7 +279,7 @@ def _duration(seconds: float) -> str:
     return f'{seconds:.0f} s' if seconds < 90 else f'{seconds / 60:.0f} min'
 
 
-def job_environments(jobs: int) -> 'queue.Queue[dict]':
+def _job_environments(jobs: int) -> 'queue.Queue[dict]':
     """One environment per concurrent job: its own GPU (of those visible), or without
     GPUs an equal share of the CPU threads."""
     import torch
@@ -300,17 +300,33 @@ def job_environments(jobs: int) -> 'queue.Queue[dict]':
     return slots
 
 
+def map_in_job_slots(function: Callable[[object, dict], object], items: Sequence,
+                     jobs: int) -> list:
+    """``[function(item, env) for item in items]``, ``jobs`` at a time, each call with
+    the environment of a free job slot (:func:`_job_environments`); results in the
+    order of ``items``."""
+    slots = _job_environments(jobs)
+
+    def one(item):
+        env = slots.get()
+        try:
+            return function(item, env)
+        finally:
+            slots.put(env)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, items))
+
+
 def run_experiments(planned: Sequence[Experiment], tasks: Dict[str, Task], root: str,
                     jobs: int, label: str, force: bool = False,
                     verbose: bool = False) -> List[Outcome]:
     """Run ``planned`` (``jobs`` at a time); a failed run is reported and the others go
     on. Outcomes come back in the order planned."""
     progress = Progress(len(planned), jobs, label)
-    slots = job_environments(jobs)
 
-    def execute(exp: Experiment) -> Outcome:
+    def execute(exp: Experiment, env: dict) -> Outcome:
         task = tasks[exp.task]
-        env = slots.get()
         label = f'{exp.task} | {exp.row} | seed {exp.seed}'
         if force or not experiments.is_finished(exp.work_dir):
             print(f'[benchmark] {label}: training ({exp.work_dir})', flush=True)
@@ -327,13 +343,10 @@ def run_experiments(planned: Sequence[Experiment], tasks: Dict[str, Task], root:
             outcome = Outcome(exp, None, str(error))
         except Exception as error:  # any other failure of one run must not stop the rest
             outcome = Outcome(exp, None, f'{type(error).__name__}: {error}')
-        finally:
-            slots.put(env)
         progress.finished(outcome, time.time() - start, task.metric_name)
         return outcome
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(execute, planned))
+    return map_in_job_slots(execute, planned, jobs)
 
 
 def best_teacher_index(outcomes: Sequence[Outcome]) -> Optional[int]:
@@ -446,7 +459,7 @@ def seed_spread(task_rows: Sequence[dict]) -> Dict[str, Optional['paired.Spread'
     and distilled rows, ``'alone'`` the student alone, ``'vs_aver'`` over the paired
     differences to AVER (what decides the width of the paired intervals)."""
     compared = [r for r in task_rows if r['role'] in ('single', 'distilled')]
-    aver = next((r for r in task_rows if r['row'] == AVER), None)
+    aver = _find(task_rows, task_rows[0]['task'], row=AVER) if task_rows else None
     differences = [[r['scores'][s] - aver['scores'][s] for s in sorted(r['scores'])
                     if s in aver['scores']] for r in compared if aver and r is not aver]
     return dict(distilled=paired.pooled_std([r['scores'].values() for r in compared]),

@@ -17,7 +17,6 @@ import os
 import os.path as osp
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -25,7 +24,7 @@ sys.path.insert(0, ROOT)  # the repository's benchmarks/ package
 
 from benchmarks import experiments  # noqa: E402
 from benchmarks.experiments import slug  # noqa: E402
-from benchmarks.matrix import job_environments  # noqa: E402
+from benchmarks.matrix import map_in_job_slots  # noqa: E402
 from benchmarks.tasks import Run, Task, make_tasks  # noqa: E402
 
 
@@ -62,17 +61,9 @@ def train_and_test(run: Run, task: Task, teacher_dir: str, force: bool,
 def run_all(runs: List[Run], task: Task, teacher_dir: str, force: bool, verbose: bool,
             jobs: int) -> List[dict]:
     """:func:`train_and_test` of ``runs``, ``jobs`` at a time; results in their order."""
-    slots = job_environments(jobs)
-
-    def one(run: Run) -> dict:
-        env = slots.get()
-        try:
-            return train_and_test(run, task, teacher_dir, force, verbose, env)
-        finally:
-            slots.put(env)
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(one, runs))
+    return map_in_job_slots(
+        lambda run, env: train_and_test(run, task, teacher_dir, force, verbose, env),
+        runs, jobs)
 
 
 def format_table(results: List[dict], metric_name: str) -> str:
