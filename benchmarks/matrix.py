@@ -38,8 +38,8 @@ class Preset(NamedTuple):
 
 
 PRESETS = {
-    # About 45 minutes on 2 free CPU cores (89 min of CPU time): the classification
-    # slice, 3 seeds, short schedules, two runs at a time on one core each, evaluated
+    # About 27 minutes on 2 free CPU cores (43 min of user CPU time): the classification
+    # slice, 3 seeds, 5-epoch students, two runs at a time on one core each, evaluated
     # once by tools/test.py.
     'quick': Preset(('classification', ), 3, True, False, cpu_jobs=2),
     # The configs' own schedules and validation on every task, 3 seeds: a GPU's work.

@@ -163,7 +163,7 @@ def make_tasks(root: str) -> Dict[str, Task]:
                 Run('student alone', 'student', f'{cls}/students/resnet18_w8_shapes10.py'),
             ] + distill_runs(cls_kd), 'accuracy/top1', 'top-1 (%)', 1.0,
             'Multi-teacher distillation of a ResNet-18 (8 channels) on Shapes-10',
-            _data_root_options, dict(teacher=_epoch_schedule(8, T_max=8),
+            _data_root_options, dict(teacher=_epoch_schedule(10, T_max=10),
                                      student=_epoch_schedule(5, T_max=5)), cls_kd),
         'detection': Task(
             'Shapes-COCO', 'data/coco_shapes', 'work_dirs/coco_shapes',

@@ -8,7 +8,7 @@ differences to the student alone and to AVER with their intervals, the BN gap,
 s/iter, peak memory, the teacher diagnostics), a bar chart and a paired-difference
 plot per task and the teacher-weight curves.
 
-    python tools/benchmark.py --quick       # ~45 min on 2 CPU cores: classification, 3 seeds
+    python tools/benchmark.py --quick       # ~27 min on 2 CPU cores: classification, 3 seeds
     python tools/benchmark.py               # every task, 3 seeds, full schedules (a GPU's work)
         [--tasks classification detection segmentation] [--seeds N] [--jobs J]
         [--methods aver mmkd ...] [--work-root DIR] [--force] [--verbose]
@@ -364,7 +364,7 @@ def main():
     matrix_args = parser.add_argument_group('the method matrix')
     matrix_args.add_argument('--quick', action='store_true',
                              help='the quick preset (classification, 3 seeds, short '
-                             'schedules; ~45 min on 2 CPU cores)')
+                             'schedules; ~27 min on 2 CPU cores)')
     matrix_args.add_argument('--tasks', nargs='+', choices=sorted(tasks),
                              help="default: the preset's")
     matrix_args.add_argument('--seeds', type=int, help="number of seeds (default: the preset's)")

@@ -39,7 +39,7 @@ def test_plans_cover_every_row_and_seed_with_the_quick_schedule(tmp_path):
     settings = matrix.Settings(str(tmp_path), 'data/x', True, {'train_dataloader.batch_size': 8},
                                validate=False)
     teachers = matrix.plan_teachers('classification', task, settings)
-    assert [t.options['train_cfg.max_epochs'] for t in teachers] == [8, 8, 8]
+    assert [t.options['train_cfg.max_epochs'] for t in teachers] == [10, 10, 10]
     students = matrix.plan_students('classification', task, settings, [0, 1],
                                     ['aver', 'mmkd'], best_teacher=0)
     assert [(e.row, e.seed) for e in students] == [
