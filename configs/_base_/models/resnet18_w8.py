@@ -1,8 +1,7 @@
 # ResNet-18 for 32x32 inputs (CIFAR stem) with 8 base channels: 64-channel 4x4 last stage.
 # Residual branches start at the BN layers' default scale (zero_init_residual=False): with
-# mmpretrain's zero-initialised last BN per block, these narrow ResNets sit near chance
-# for the first epochs of Shapes-10 (5 epochs alone: 26.5% top-1 against 53.6%;
-# docs/en/advanced_guides/benchmark.md).
+# mmpretrain's zero start the Shapes-10 student stays near chance for its first epochs
+# (docs/en/advanced_guides/benchmark.md, "Residual initialisation").
 model = dict(
     type='ImageClassifier',
     backbone=dict(type='ResNet_CIFAR', depth=18, num_stages=4, out_indices=(3, ),
