@@ -47,12 +47,11 @@ PRESETS = {
 }
 
 
-def default_jobs(preset: Preset) -> int:
+def default_jobs(cpu_jobs: int) -> int:
     """Runs at a time when ``--jobs`` is not given: one on CUDA (``--jobs J`` spreads
-    runs over J GPUs), the preset's ``cpu_jobs`` without a GPU."""
+    runs over J GPUs), ``cpu_jobs`` (at most one per core) without a GPU."""
     import torch
-    return 1 if torch.cuda.is_available() else max(1, min(preset.cpu_jobs,
-                                                          os.cpu_count() or 1))
+    return 1 if torch.cuda.is_available() else max(1, min(cpu_jobs, os.cpu_count() or 1))
 
 
 class Experiment(NamedTuple):

@@ -162,7 +162,7 @@ def method_matrix(args, tasks) -> int:
     preset = matrix.PRESETS[preset_name]
     names = args.tasks or list(preset.tasks)
     seeds = list(range(args.seeds or preset.seeds))  # --seeds is checked >= 1
-    jobs = args.jobs or matrix.default_jobs(preset)
+    jobs = args.jobs or matrix.default_jobs(preset.cpu_jobs)
     methods = args.methods or list(METHODS)
     work_root = args.work_root or osp.join('work_dirs', 'benchmark', preset_name)
     os.makedirs(work_root, exist_ok=True)

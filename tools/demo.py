@@ -24,7 +24,7 @@ sys.path.insert(0, ROOT)  # the repository's benchmarks/ package
 
 from benchmarks import experiments  # noqa: E402
 from benchmarks.experiments import slug  # noqa: E402
-from benchmarks.matrix import map_in_job_slots  # noqa: E402
+from benchmarks.matrix import default_jobs, map_in_job_slots  # noqa: E402
 from benchmarks.tasks import Run, Task, make_tasks  # noqa: E402
 
 
@@ -113,9 +113,7 @@ def main():
     print(f'[demo] {task.dataset} data in {task.data_root}: '
           f'{"already there" if meta["skipped"] else "generated"}')
 
-    import torch
-    jobs = (args.jobs if args.jobs is not None
-            else 1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1))
+    jobs = args.jobs if args.jobs is not None else default_jobs(cpu_jobs=2)
     start = time.time()
     # The teachers and the student alone first: the distillations need the teachers.
     first = [run for run in task.runs if run.role != 'distilled']
