@@ -17,7 +17,9 @@ from mmpretrain.registry import MODELS
 @pytest.mark.parametrize('config', [STUDENT_CONFIG, *TEACHER_CONFIGS.values()],
                          ids=osp.basename)
 def test_only_bottleneck_residual_branches_start_at_zero(config):
-    model = MODELS.build(Config.fromfile(config).model)
+    # The scope is explicit: another test in the same worker may have left a
+    # different default scope (mmdet, mmseg) current.
+    model = MODELS.build(dict(Config.fromfile(config).model, _scope_='mmpretrain'))
     model.init_weights()
     blocks = [m for m in model.backbone.modules() if isinstance(m, (BasicBlock, Bottleneck))]
     assert blocks
