@@ -27,6 +27,8 @@ from benchmarks.experiments import slug  # noqa: E402
 from benchmarks.matrix import default_jobs, map_in_job_slots  # noqa: E402
 from benchmarks.tasks import Run, Task, make_tasks  # noqa: E402
 
+CPU_JOBS = 2  # runs at a time on CPU without --jobs, one core each
+
 
 def train_and_test(run: Run, task: Task, teacher_dir: str, force: bool,
                    verbose: bool, env: Optional[Dict[str, str]] = None) -> dict:
@@ -87,7 +89,8 @@ def main():
     parser.add_argument('--force', action='store_true', help='redo finished runs')
     parser.add_argument('--verbose', action='store_true', help='show full training logs')
     parser.add_argument('--jobs', type=int, metavar='J',
-                        help='runs at a time (default: 2 on CPU, one core each; 1 on CUDA)')
+                        help=f'runs at a time (default: {CPU_JOBS} on CPU, one core each; '
+                        '1 on CUDA)')
     parser.add_argument('--methods', nargs='+', metavar='METHOD',
                         help='distil with these weightings only (teachers and the student '
                         'alone always run); default: all')
@@ -113,7 +116,7 @@ def main():
     print(f'[demo] {task.dataset} data in {task.data_root}: '
           f'{"already there" if meta["skipped"] else "generated"}')
 
-    jobs = args.jobs if args.jobs is not None else default_jobs(cpu_jobs=2)
+    jobs = args.jobs if args.jobs is not None else default_jobs(CPU_JOBS)
     start = time.time()
     # The teachers and the student alone first: the distillations need the teachers.
     first = [run for run in task.runs if run.role != 'distilled']
